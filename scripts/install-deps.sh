@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Installs everything Huddle's build and tests need on a fresh Debian machine,
+# idempotently: Debian packages, then the Kubernetes, etcd and helm binaries
+# built from the Go module proxy at the versions pinned under tests/tools.
+# A second run finds everything in place and takes a second or two.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+APT_PACKAGES=(
+    # build
+    build-essential pkg-config cmake git
+    # node: containers, pod networking, and the tools kubelet shells out to
+    containerd runc containernetworking-plugins iptables iproute2 conntrack
+    socat ethtool util-linux mount procps
+    # state stores the gateway talks to
+    postgresql redis-server
+    # certificates for the test cluster
+    openssl ca-certificates curl
+)
+
+install_apt_packages() {
+    local missing=()
+    for pkg in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        echo "    all ${#APT_PACKAGES[@]} Debian packages present"
+        return
+    fi
+    echo "    installing: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# bin_name PACKAGE: the name we install a main package's binary under. etcd's
+# main package is its server module's root, which go names "server".
+bin_name() {
+    case $1 in
+    go.etcd.io/etcd/server/v3) echo etcd ;;
+    *) basename "$1" ;;
+    esac
+}
+
+# go_tools DIR OUTDIR LDFLAGS PACKAGE...: builds the tool packages pinned by
+# DIR/go.mod into OUTDIR unless every binary is already there.
+go_tools() {
+    local dir=$1 out=$2 ldflags=$3
+    shift 3
+    local pkg need=0
+    for pkg in "$@"; do
+        [ -x "$out/$(bin_name "$pkg")" ] || need=1
+    done
+    if [ $need -eq 0 ]; then
+        echo "    $(basename "$out") present"
+        return
+    fi
+    echo "    building $* -> $out"
+    local tmp="$out.partial"
+    rm -rf "$tmp"
+    mkdir -p "$tmp"
+    # -trimpath and stripped symbols keep the cache small; binaries are moved
+    # into place only when all built, so an interrupted build is redone.
+    (cd "$HUDDLE_ROOT/tests/tools/$dir" && go build -trimpath -ldflags="-s -w $ldflags" -o "$tmp/" "$@")
+    if [ -e "$tmp/server" ]; then mv "$tmp/server" "$tmp/etcd"; fi
+    rm -rf "$out"
+    mv "$tmp" "$out"
+}
+
+stage "install: Debian packages"
+install_apt_packages
+
+stage "install: Kubernetes $KUBERNETES_VERSION binaries (Go module proxy)"
+# Built outside Kubernetes' own make, the binaries would report v0.0.0;
+# clients (helm, kube-rs) read the server version, so stamp the real one.
+k8s_version_pkgs=(k8s.io/component-base/version k8s.io/client-go/pkg/version)
+k8s_minor=${KUBERNETES_VERSION#v1.}
+k8s_minor=${k8s_minor%%.*}
+k8s_ldflags=""
+for pkg in "${k8s_version_pkgs[@]}"; do
+    k8s_ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$k8s_minor"
+    k8s_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+done
+go_tools kubernetes "$HUDDLE_BIN/kubernetes-$KUBERNETES_VERSION" "$k8s_ldflags" \
+    k8s.io/kubernetes/cmd/kube-apiserver \
+    k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler \
+    k8s.io/kubernetes/cmd/kubelet \
+    k8s.io/kubernetes/cmd/kubectl
+
+stage "install: etcd $ETCD_VERSION (Go module proxy)"
+go_tools etcd "$HUDDLE_BIN/etcd-$ETCD_VERSION" "" go.etcd.io/etcd/server/v3
+
+stage "install: helm $HELM_VERSION (Go module proxy)"
+go_tools helm "$HUDDLE_BIN/helm-$HELM_VERSION" "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" helm.sh/helm/v4/cmd/helm
+
+stage_end

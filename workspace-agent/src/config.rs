@@ -1,0 +1,86 @@
+//! The agent's configuration, read from the environment.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `HUDDLE_AGENT_ADDR` | address and port to listen on | `0.0.0.0:8080` |
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use huddle_crds::names;
+
+/// The environment variable holding the listen address.
+pub const ADDR_VAR: &str = "HUDDLE_AGENT_ADDR";
+
+/// How long open connections may take to finish after a shutdown signal before the agent exits
+/// anyway. Long-lived WebSockets would otherwise hold the pod until the kubelet kills it
+/// (after `terminationGracePeriodSeconds`, 30 s by default).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything the agent reads at startup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where the HTTP server listens.
+    pub addr: SocketAddr,
+}
+
+/// A configuration value that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The listen address did not parse as `IP:PORT`.
+    #[error("{ADDR_VAR}={value:?} is not an IP:PORT address")]
+    InvalidAddr {
+        /// The value as found in the environment.
+        value: String,
+        /// Why it did not parse.
+        #[source]
+        source: std::net::AddrParseError,
+    },
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|var| std::env::var(var).ok())
+    }
+
+    /// Reads the configuration through `lookup`, which maps a variable name to its value.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let addr = match lookup(ADDR_VAR) {
+            Some(value) => value
+                .parse()
+                .map_err(|source| ConfigError::InvalidAddr { value, source })?,
+            None => default_addr(),
+        };
+        Ok(Self { addr })
+    }
+}
+
+/// `0.0.0.0:8080`: every interface of the pod, on the port the operator's probes use.
+fn default_addr() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::UNSPECIFIED, names::AGENT_PORT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_to_all_interfaces_on_the_agent_port() {
+        let config = Config::from_lookup(|_| None).unwrap();
+        assert_eq!(config.addr, "0.0.0.0:8080".parse().unwrap());
+    }
+
+    #[test]
+    fn reads_the_address_from_the_environment() {
+        let config =
+            Config::from_lookup(|var| (var == ADDR_VAR).then(|| "127.0.0.1:9000".into())).unwrap();
+        assert_eq!(config.addr, "127.0.0.1:9000".parse().unwrap());
+    }
+
+    #[test]
+    fn rejects_an_address_without_a_port() {
+        let err = Config::from_lookup(|_| Some("localhost".into())).unwrap_err();
+        assert!(err.to_string().contains(ADDR_VAR), "{err}");
+    }
+}

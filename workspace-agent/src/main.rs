@@ -1,0 +1,49 @@
+//! `huddle-agent`: runs the session pod's agent server until SIGTERM or Ctrl-C.
+
+use anyhow::Context as _;
+use huddle_agent::config::{Config, DRAIN_TIMEOUT};
+use huddle_agent::{serve, shutdown, telemetry};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init();
+    let config = Config::from_env()?;
+
+    let listener = TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.addr))?;
+    info!(
+        addr = %listener.local_addr()?,
+        version = env!("CARGO_PKG_VERSION"),
+        "huddle-agent listening"
+    );
+
+    let (stop, stopped) = oneshot::channel::<()>();
+    let mut server = tokio::spawn(serve(listener, async {
+        // An error only means `stop` was dropped, which also means: stop.
+        let _ = stopped.await;
+    }));
+
+    tokio::select! {
+        result = &mut server => {
+            // The server ended without being asked to: that is a failure.
+            result.context("server task failed")?.context("server failed")?;
+            anyhow::bail!("server stopped unexpectedly");
+        }
+        () = shutdown::signal() => {}
+    }
+
+    info!("shutting down; waiting up to {DRAIN_TIMEOUT:?} for open connections");
+    let _ = stop.send(());
+    match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
+        Ok(result) => result
+            .context("server task failed")?
+            .context("server failed")?,
+        Err(_) => warn!("open connections did not finish in time; exiting anyway"),
+    }
+    info!("stopped");
+    Ok(())
+}
