@@ -407,6 +407,14 @@ cmd_up() {
     echo "    cluster up; environment in $STATE/env"
 }
 
+# running PID: the process exists and is not a zombie. Our daemons outlive the
+# shell that started them, so their exit is reaped by init, sometimes late.
+running() {
+    local state
+    state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+    [[ $state != Z* ]]
+}
+
 # stop_process NAME SIGNAL: signals a process started by `start` and waits
 # up to 10 s for it to exit, then kills it.
 stop_process() {
@@ -414,9 +422,9 @@ stop_process() {
     pid=$(awk -v n="$name" '$2 == n {print $1}' "$STATE/pids" 2>/dev/null)
     [ -n "$pid" ] || return 0
     kill -"$signal" "$pid" 2>/dev/null || return 0
-    for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.2
+    for _ in $(seq 200); do
+        running "$pid" || return 0
+        sleep 0.05
     done
     kill -KILL "$pid" 2>/dev/null || true
 }
