@@ -1,35 +1,107 @@
-//! `huddle-operator`: the Kubernetes operator of Huddle.
+//! `huddle-operator`: turns `Session` resources into running workspace pods.
 //!
-//! It will run a kube-runtime `Controller<Session>` that owns each session's Pod and Service
-//! (and PersistentVolumeClaim when asked), writes the Session's status and conditions, and
-//! records Events. That controller arrives with the `Session` custom resource. Until then the
-//! operator does the first thing it will always do: connect to the cluster the way it will run
-//! (in-cluster service account, or the local kubeconfig) and report the API server's version,
-//! so that its image, RBAC and cluster wiring can be checked end to end.
+//! One replica at a time leads (a Lease); the others wait, serving `/healthz` and `/metrics`,
+//! and take over within a lease duration when the leader goes away.
 
+mod config;
+mod context;
+mod controller;
+mod leader;
+mod metrics;
+mod reconcile;
+mod resources;
+mod status;
 mod telemetry;
 
 use anyhow::Context as _;
-use huddle_crds::names;
-use tracing::info;
+use clap::Parser as _;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tracing::{error, info};
+
+use crate::config::Config;
+use crate::context::Context;
+use crate::leader::{LeaderElector, LeaseTiming};
+use crate::metrics::Metrics;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     telemetry::init();
-
+    let config = Config::parse();
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes configuration found (in-cluster or kubeconfig)")?;
-    let version = client
-        .apiserver_version()
+
+    let metrics = Metrics::new();
+    let listener = TcpListener::bind(config.metrics_addr)
         .await
-        .context("could not reach the Kubernetes API server")?;
-    info!(
-        operator = names::OPERATOR_NAME,
-        operator_version = env!("CARGO_PKG_VERSION"),
-        server_version = %version.git_version,
-        server_platform = %version.platform,
-        "connected to the Kubernetes API server"
+        .with_context(|| format!("binding the metrics server to {}", config.metrics_addr))?;
+    info!(addr = %listener.local_addr()?, "serving /metrics and /healthz");
+    tokio::spawn(metrics::serve(listener, metrics.clone(), shutdown_signal()));
+
+    let identity = config.identity.clone().unwrap_or_else(default_identity);
+    let elector = LeaderElector::new(
+        client.clone(),
+        &config.lease_namespace,
+        &config.lease_name,
+        identity.clone(),
+        LeaseTiming::default(),
     );
-    Ok(())
+    info!(%identity, lease = %config.lease_name, "waiting to lead");
+    let mut leadership = tokio::select! {
+        leadership = elector.acquire() => leadership.context("acquiring the leader lease")?,
+        () = shutdown_signal() => return Ok(()),
+    };
+    metrics.set_leader(true);
+    info!(%identity, "leading; starting the Session controller");
+
+    let ctx = Arc::new(Context::new(
+        client,
+        config,
+        metrics.clone(),
+        Some(identity),
+    ));
+    tokio::select! {
+        () = controller::run(ctx, shutdown_signal()) => {
+            info!("shutting down");
+            leadership.release().await;
+            Ok(())
+        }
+        () = leadership.lost() => {
+            // Another replica may already be reconciling: stop at once rather than race it.
+            metrics.set_leader(false);
+            error!("lost the leader lease; exiting");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Without `POD_NAME` (outside a cluster), host name and process id tell replicas apart.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "huddle-operator".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Resolves on SIGTERM (how Kubernetes stops a pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
 }

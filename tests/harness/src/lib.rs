@@ -8,8 +8,10 @@
 
 mod env;
 mod namespace;
+mod process;
 mod wait;
 
 pub use env::TestEnv;
 pub use namespace::TestNamespace;
+pub use process::{Process, artifacts_dir, free_local_addr, workspace_binary};
 pub use wait::{poll_until, wait_for_object_gone};

@@ -1,0 +1,130 @@
+//! The operator's configuration: flags, each with an environment variable so the Helm chart
+//! can set them.
+
+use clap::Parser;
+use std::net::SocketAddr;
+
+/// Runs Huddle's Session controller.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "huddle-operator", version)]
+pub struct Config {
+    /// Workspace agent image for sessions that do not name one.
+    #[arg(
+        long,
+        env = "HUDDLE_AGENT_IMAGE",
+        default_value = "ghcr.io/huddle-dev/huddle-agent:latest"
+    )]
+    pub agent_image: String,
+
+    /// Pull policy of the agent container (`IfNotPresent`, `Always` or `Never`).
+    #[arg(
+        long,
+        env = "HUDDLE_AGENT_IMAGE_PULL_POLICY",
+        default_value = "IfNotPresent"
+    )]
+    pub agent_image_pull_policy: String,
+
+    /// The gateway's public base URL; session and port URLs in status are built from it.
+    #[arg(
+        long,
+        env = "HUDDLE_PUBLIC_URL",
+        default_value = "http://localhost:8080"
+    )]
+    pub public_url: url::Url,
+
+    /// Where a new session pod fetches its snapshot to restore, with `{namespace}` and `{name}`
+    /// replaced. Unset: pods start without restoring.
+    #[arg(long, env = "HUDDLE_RESTORE_URL")]
+    pub restore_url: Option<String>,
+
+    /// Watch Sessions in this namespace only; all namespaces when unset.
+    #[arg(long, env = "HUDDLE_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+
+    /// Namespace of the leader-election Lease; normally the operator's own namespace.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "HUDDLE_LEASE_NAME", default_value = "huddle-operator")]
+    pub lease_name: String,
+
+    /// This replica's identity in the Lease; normally its pod name.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
+    /// Address of the `/metrics` and `/healthz` server.
+    #[arg(long, env = "HUDDLE_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    pub metrics_addr: SocketAddr,
+}
+
+impl Config {
+    /// The URL participants open for session `name`.
+    pub fn session_url(&self, name: &str) -> String {
+        let base = self.public_url.as_str().trim_end_matches('/');
+        format!("{base}/s/{name}/")
+    }
+
+    /// The URL of forwarded port `port` of session `name`: `port-<port>-<name>.<host>`.
+    pub fn port_url(&self, name: &str, port: i32) -> String {
+        let mut url = self.public_url.clone();
+        let host = url.host_str().unwrap_or("localhost").to_owned();
+        // Setting a host that is a valid DNS name on an http(s) URL cannot fail; keep the
+        // base URL's host if it somehow does.
+        let _ = url.set_host(Some(&format!("port-{port}-{name}.{host}")));
+        url.set_path("/");
+        url.to_string()
+    }
+
+    /// The restore URL for one session, if restoring is configured.
+    pub fn restore_url_for(&self, namespace: &str, name: &str) -> Option<String> {
+        self.restore_url.as_ref().map(|template| {
+            template
+                .replace("{namespace}", namespace)
+                .replace("{name}", name)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(public_url: &str) -> Config {
+        Config::parse_from(["huddle-operator", "--public-url", public_url])
+    }
+
+    #[test]
+    fn session_and_port_urls() {
+        let config = config("https://huddle.example.com");
+        assert_eq!(
+            config.session_url("abc"),
+            "https://huddle.example.com/s/abc/"
+        );
+        assert_eq!(
+            config.port_url("abc", 3000),
+            "https://port-3000-abc.huddle.example.com/"
+        );
+    }
+
+    #[test]
+    fn port_url_keeps_a_non_default_port() {
+        let config = config("http://localhost:8080/");
+        assert_eq!(config.session_url("x1"), "http://localhost:8080/s/x1/");
+        assert_eq!(
+            config.port_url("x1", 5173),
+            "http://port-5173-x1.localhost:8080/"
+        );
+    }
+
+    #[test]
+    fn restore_url_template() {
+        let mut config = config("http://h");
+        assert_eq!(config.restore_url_for("ns", "s"), None);
+        config.restore_url = Some("http://gw:8081/internal/{namespace}/{name}/snapshot".into());
+        assert_eq!(
+            config.restore_url_for("ns", "s").as_deref(),
+            Some("http://gw:8081/internal/ns/s/snapshot")
+        );
+    }
+}
