@@ -11,7 +11,6 @@ mod metrics;
 mod reconcile;
 mod resources;
 mod status;
-mod telemetry;
 
 use anyhow::Context as _;
 use clap::Parser as _;
@@ -26,7 +25,7 @@ use crate::metrics::Metrics;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init();
+    huddle_telemetry::init();
     let config = Config::parse();
     let client = kube::Client::try_default()
         .await

@@ -22,9 +22,11 @@ K8S_BIN=$HUDDLE_BIN/kubernetes-$KUBERNETES_VERSION
 ETCD_BIN=$HUDDLE_BIN/etcd-$ETCD_VERSION
 HELM_BIN=$HUDDLE_BIN/helm-$HELM_VERSION
 
-# Addresses inside the namespace. The node needs a non-loopback address for
-# kubelet and the apiserver to advertise; pods get addresses on a CNI bridge.
-# None of these ranges is routed outside the namespace.
+# Addresses and ports inside the namespace. The node needs a non-loopback
+# address for kubelet and the apiserver to advertise; pods get addresses on a
+# CNI bridge. None of these ranges is routed outside the namespace.
+# PostgreSQL and Redis get ports of their own, so a client pointed at the
+# usual ports never reaches the test instances by accident.
 NODE_NAME=huddle-node
 NODE_IP=10.200.0.1
 POD_SUBNET=10.244.0.0/24
@@ -32,8 +34,8 @@ SERVICE_RANGE=10.96.0.0/16
 SERVICE_API_IP=10.96.0.1
 APISERVER_PORT=6443
 ETCD_PORT=2379
-POSTGRES_PORT=5432
-REDIS_PORT=6379
+POSTGRES_PORT=15432
+REDIS_PORT=16379
 
 CONTAINERD_SOCK=$STATE/containerd/containerd.sock
 PAUSE_IMAGE=huddle.local/pause:1

@@ -12,7 +12,6 @@
 pub mod config;
 pub mod http;
 pub mod shutdown;
-pub mod telemetry;
 
 use std::future::Future;
 

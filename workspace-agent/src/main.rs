@@ -2,14 +2,14 @@
 
 use anyhow::Context as _;
 use huddle_agent::config::{Config, DRAIN_TIMEOUT};
-use huddle_agent::{serve, shutdown, telemetry};
+use huddle_agent::{serve, shutdown};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init();
+    huddle_telemetry::init();
     let config = Config::from_env()?;
 
     let listener = TcpListener::bind(config.addr)

@@ -157,51 +157,39 @@ impl Abort for Watch {
 }
 
 fn spawn_pod_watch(api: Api<Pod>) -> Watch {
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(HashMap::<String, Seen>::new()));
-    let record = seen.clone();
-    let task = tokio::spawn(async move {
-        let mut stream = watcher(api, watcher::Config::default())
-            .applied_objects()
-            .boxed();
-        while let Ok(Some(pod)) = stream.try_next().await {
-            let now = Instant::now();
-            let ready = pod
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|conditions| {
-                    conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "True")
-                });
-            if let Ok(mut map) = record.lock() {
-                let entry = map.entry(pod.name_any()).or_default();
-                entry.pod_created.get_or_insert(now);
-                if ready {
-                    entry.pod_ready.get_or_insert(now);
-                }
-            }
+    spawn_watch(api, |pod, now, seen| {
+        seen.pod_created.get_or_insert(now);
+        let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
+        if conditions.is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True")) {
+            seen.pod_ready.get_or_insert(now);
         }
-    });
-    (task, seen)
+    })
 }
 
 fn spawn_session_watch(api: Api<Session>) -> Watch {
+    spawn_watch(api, |session, now, seen| {
+        if session.status.as_ref().and_then(|s| s.phase) == Some(SessionPhase::Running) {
+            seen.session_running.get_or_insert(now);
+        }
+    })
+}
+
+/// Watches `api`, calling `record` with each object's entry the moment an update arrives.
+fn spawn_watch<K>(api: Api<K>, record: fn(&K, Instant, &mut Seen)) -> Watch
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
     let seen = std::sync::Arc::new(std::sync::Mutex::new(HashMap::<String, Seen>::new()));
-    let record = seen.clone();
+    let shared = seen.clone();
     let task = tokio::spawn(async move {
         let mut stream = watcher(api, watcher::Config::default())
             .applied_objects()
             .boxed();
-        while let Ok(Some(session)) = stream.try_next().await {
+        while let Ok(Some(object)) = stream.try_next().await {
             let now = Instant::now();
-            let running =
-                session.status.as_ref().and_then(|s| s.phase) == Some(SessionPhase::Running);
-            if let Ok(mut map) = record.lock() {
-                let entry = map.entry(session.name_any()).or_default();
-                if running {
-                    entry.session_running.get_or_insert(now);
-                }
+            if let Ok(mut map) = shared.lock() {
+                record(&object, now, map.entry(object.name_any()).or_default());
             }
         }
     });

@@ -228,6 +228,17 @@ async fn healthz(env: &TestEnv, ip: &str) -> Result<String> {
     Ok(response.text().await?)
 }
 
+/// The agent of a Running session answers at the pod IP its status names.
+async fn agent_answers(env: &TestEnv, session: &Session) -> Result<()> {
+    let ip = session
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.as_deref())
+        .context("no podIP")?;
+    assert_eq!(healthz(env, ip).await?, "ok");
+    Ok(())
+}
+
 #[tokio::test]
 async fn session_becomes_ready_with_status_events_and_a_locked_down_pod() -> Result<()> {
     let fx = Fixture::new("op-ready").await?;
@@ -391,15 +402,7 @@ async fn hibernate_removes_the_pod_and_resume_brings_a_new_one() -> Result<()> {
     let resumed = fx.wait_for_phase("s2", SessionPhase::Running).await?;
     let second_pod = fx.pods.get("s2-workspace").await?.uid();
     assert_ne!(first_pod, second_pod, "resume must start a new pod");
-    healthz(
-        &fx.env,
-        resumed
-            .status
-            .and_then(|s| s.pod_ip)
-            .as_deref()
-            .context("no podIP")?,
-    )
-    .await?;
+    agent_answers(&fx.env, &resumed).await?;
     fx.namespace.delete().await
 }
 
@@ -470,15 +473,7 @@ async fn a_deleted_pod_is_recreated() -> Result<()> {
     let session = fx.wait_for_phase("s4", SessionPhase::Running).await?;
     assert_eq!(fx.pods_of("s4").await?.len(), 1);
     assert_ne!(replacement, first);
-    healthz(
-        &fx.env,
-        session
-            .status
-            .and_then(|s| s.pod_ip)
-            .as_deref()
-            .context("no podIP")?,
-    )
-    .await?;
+    agent_answers(&fx.env, &session).await?;
     fx.namespace.delete().await
 }
 

@@ -1,4 +1,5 @@
-//! Logging setup: `tracing` events to stderr, filtered by `RUST_LOG` (default `info`).
+//! Logging setup shared by every Huddle binary: `tracing` events to stderr, filtered by
+//! `RUST_LOG` (default `info`).
 //!
 //! Set `HUDDLE_LOG_FORMAT=json` for one JSON object per line, which is what a cluster's log
 //! collector wants; the default is the human-readable format.
