@@ -82,6 +82,13 @@ pub fn pod(session: &Session, config: &Config) -> Pod {
     if let Some(url) = config.restore_url_for(&namespace, &name) {
         env.push(env_var("HUDDLE_RESTORE_URL", &url));
     }
+    // The agent seeds an empty workspace from the template (git clone or inline files); the
+    // spec's JSON form is what it parses. Serializing plain strings cannot fail.
+    if let Some(template) = &spec.template
+        && let Ok(json) = serde_json::to_string(template)
+    {
+        env.push(env_var("HUDDLE_TEMPLATE", &json));
+    }
     env.extend(spec.env.iter().cloned());
 
     let mut ports = vec![ContainerPort {
@@ -349,6 +356,27 @@ mod tests {
         assert_eq!(
             value("HUDDLE_RESTORE_URL").as_deref(),
             Some("http://gw/team/s1")
+        );
+    }
+
+    #[test]
+    fn template_is_handed_to_the_agent() {
+        use huddle_crds::session::WorkspaceTemplate;
+        let with_template = session(SessionSpec {
+            template: Some(WorkspaceTemplate {
+                git: None,
+                files: Some(BTreeMap::from([("README.md".into(), "hi".into())])),
+            }),
+            ..SessionSpec::default()
+        });
+        let env = pod(&with_template, &config()).spec.unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap();
+        let template = env.iter().find(|e| e.name == "HUDDLE_TEMPLATE").unwrap();
+        assert_eq!(
+            template.value.as_deref(),
+            Some(r#"{"files":{"README.md":"hi"}}"#)
         );
     }
 

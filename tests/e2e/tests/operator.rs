@@ -336,6 +336,41 @@ async fn session_becomes_ready_with_status_events_and_a_locked_down_pod() -> Res
         "events: {reasons:?}"
     );
 
+    // The gateway owns participants and activity: written under its own field manager, they
+    // survive the operator's later status writes (server-side apply keeps each owner's fields).
+    fx.sessions
+        .patch_status(
+            "s1",
+            &PatchParams::apply("huddle-gateway"),
+            &Patch::Apply(json!({
+                "apiVersion": "huddle.dev/v1alpha1", "kind": "Session",
+                "status": { "participants": 3, "lastActivityTime": "2026-01-01T00:00:00Z" }
+            })),
+        )
+        .await?;
+    // A spec change makes the operator write status again (new observedGeneration).
+    fx.sessions
+        .patch(
+            "s1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "owner": "grace" } })),
+        )
+        .await?;
+    let rewritten = poll_until(
+        "the operator to observe the new generation",
+        READY_TIMEOUT,
+        || async {
+            let session = fx.sessions.get("s1").await?;
+            let observed = session.status.as_ref().and_then(|s| s.observed_generation);
+            Ok((observed == session.metadata.generation).then_some(session))
+        },
+    )
+    .await?;
+    let status = rewritten.status.context("no status")?;
+    assert_eq!(status.participants, Some(3));
+    assert!(status.last_activity_time.is_some());
+    assert_eq!(status.phase, Some(SessionPhase::Running));
+
     // kubectl shows phase, URL and age columns.
     let output = std::process::Command::new("kubectl")
         .args(["get", "hs", "-n", fx.ns()])
@@ -348,6 +383,16 @@ async fn session_becomes_ready_with_status_events_and_a_locked_down_pod() -> Res
             "kubectl get hs header lacks {column}: {table}"
         );
     }
+    let row = table.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.split_whitespace().any(|cell| cell == "3"),
+        "participants column: {table}"
+    );
+    let row = table.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.split_whitespace().any(|cell| cell == "3"),
+        "participants column: {table}"
+    );
     assert!(
         table.contains("Running") && table.contains("https://huddle.test/s/s1/"),
         "{table}"
