@@ -3,6 +3,10 @@
 //! | variable | meaning | default |
 //! |---|---|---|
 //! | `HUDDLE_AGENT_ADDR` | address and port to listen on | `0.0.0.0:8080` |
+//! | `HUDDLE_SESSION_ID` | the session this agent serves; tokens must name it | `local` |
+//! | `HUDDLE_WORKSPACE` | the folder participants share | `/workspace` |
+//! | `HUDDLE_TOKEN_KEY` | the key participant tokens are signed with (at least 32 bytes) | none: nobody can join |
+//! | `HUDDLE_SHELL` | the program terminals run | `$SHELL`, else `/bin/bash`, else `/bin/sh` |
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -22,6 +26,11 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Config {
     /// Where the HTTP server listens.
     pub addr: SocketAddr,
+    pub session_id: String,
+    pub workspace: std::path::PathBuf,
+    /// The token signing key; `None` means no token can be valid.
+    pub token_key: Option<String>,
+    pub shell: Option<String>,
 }
 
 /// A configuration value that could not be used.
@@ -52,7 +61,15 @@ impl Config {
                 .map_err(|source| ConfigError::InvalidAddr { value, source })?,
             None => default_addr(),
         };
-        Ok(Self { addr })
+        Ok(Self {
+            addr,
+            session_id: lookup("HUDDLE_SESSION_ID").unwrap_or_else(|| "local".to_owned()),
+            workspace: lookup("HUDDLE_WORKSPACE")
+                .unwrap_or_else(|| "/workspace".to_owned())
+                .into(),
+            token_key: lookup("HUDDLE_TOKEN_KEY").filter(|key| !key.is_empty()),
+            shell: lookup("HUDDLE_SHELL").filter(|shell| !shell.is_empty()),
+        })
     }
 }
 

@@ -1,26 +1,46 @@
-//! The agent's HTTP routes.
+//! The agent's HTTP routes. Handlers are thin: they check the token and hand over to the
+//! workspace or the room.
 //!
 //! | route | answer |
 //! |---|---|
 //! | `GET /healthz` | `200 ok` once the server runs; the operator's liveness and readiness probe |
 //! | `GET /` | `huddle-agent <version>` |
+//! | `GET /ws` | the participants' WebSocket (see `ws`) |
+//! | `GET /files/{path}` | download a file (any role) |
+//! | `PUT /files/{path}` | upload a file (owner or editor), at most `TRANSFER_LIMIT` bytes |
 //!
-//! Any other path is `404 Not Found`.
+//! File routes take the participant token as `Authorization: Bearer <token>` or `?token=`
+//! (so a download can be a plain link).
 
 use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use huddle_crds::names;
+use huddle_protocol::messages::ErrorCode;
+use huddle_protocol::token::Claims;
+use serde::Deserialize;
+use std::time::{SystemTime, UNIX_EPOCH};
 use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+use crate::files::{FileError, TRANSFER_LIMIT};
 
 /// The agent's banner: its name and the crate version it was built from.
 pub const BANNER: &str = concat!("huddle-agent ", env!("CARGO_PKG_VERSION"));
 
 /// Builds the router with every route the agent serves.
-pub fn router() -> Router {
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(banner))
         .route(names::AGENT_HEALTH_PATH, get(healthz))
+        .route("/ws", get(crate::ws::upgrade))
+        .route("/files/{*path}", get(download).put(upload))
+        .layer(DefaultBodyLimit::max(TRANSFER_LIMIT as usize))
         .layer(TraceLayer::new_for_http())
+        .with_state(state)
 }
 
 async fn banner() -> &'static str {
@@ -31,36 +51,114 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::body::Body;
-    use axum::http::{Request, StatusCode};
-    use http_body_util::BodyExt as _;
-    use tower::ServiceExt as _;
+/// An HTTP error with the protocol's error code in a small JSON body.
+pub struct ApiError(StatusCode, ErrorCode, String);
 
-    async fn get(path: &str) -> (StatusCode, String) {
-        let request = Request::get(path).body(Body::empty()).unwrap();
-        let response = router().oneshot(request).await.unwrap();
-        let status = response.status();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8(body.to_vec()).unwrap())
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "code": self.1, "message": self.2 });
+        (self.0, axum::Json(body)).into_response()
     }
+}
 
-    #[tokio::test]
-    async fn healthz_is_ok() {
-        assert_eq!(get("/healthz").await, (StatusCode::OK, "ok".to_owned()));
+impl From<FileError> for ApiError {
+    fn from(error: FileError) -> Self {
+        let code = crate::room::file_error_code(&error);
+        let status = match code {
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::AlreadyExists => StatusCode::CONFLICT,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError(status, code, error.to_string())
     }
+}
 
-    #[tokio::test]
-    async fn root_shows_name_and_version() {
-        let (status, body) = get("/").await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(body, format!("huddle-agent {}", env!("CARGO_PKG_VERSION")));
-    }
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
 
-    #[tokio::test]
-    async fn unknown_path_is_not_found() {
-        assert_eq!(get("/no-such-path").await.0, StatusCode::NOT_FOUND);
+fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &TokenQuery,
+) -> Result<Claims, ApiError> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    let token = bearer.or(query.token.as_deref()).ok_or_else(|| {
+        ApiError(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "a participant token is required".into(),
+        )
+    })?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    state
+        .key
+        .verify(token, &state.session_id, now)
+        .map_err(|error| {
+            ApiError(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                error.to_string(),
+            )
+        })
+}
+
+async fn download(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authenticate(&state, &headers, &query)?;
+    let bytes = state.workspace.read_bytes(&path).await?;
+    let name = path
+        .rsplit('/')
+        .next()
+        .unwrap_or("download")
+        .replace('"', "");
+    let disposition = HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
+        .unwrap_or(HeaderValue::from_static("attachment"));
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            ),
+            (header::CONTENT_DISPOSITION, disposition),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    Path(path): Path<String>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let claims = authenticate(&state, &headers, &query)?;
+    if !claims.role.can_write() {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "viewers cannot upload".into(),
+        ));
     }
+    state.workspace.write_bytes(&path, &body).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -1,17 +1,22 @@
 //! `huddle-agent`: the process inside each Huddle session pod.
 //!
-//! It will serve everything a session's participants share, over HTTP and WebSocket (axum):
-//! rooms and presence, OT-edited documents, shared terminals, the file tree and its watcher,
-//! the voice SFU (webrtc), snapshot and restore, and the web UI itself. Today it serves the
-//! endpoints the rest of Huddle relies on first: the health check the operator probes and a
-//! version banner.
+//! It serves everything a session's participants share, over HTTP and one WebSocket per
+//! participant (axum): the room and its presence ([`room`]), OT-edited documents ([`ot`]),
+//! shared terminals ([`terminal`]), the file tree and its watcher ([`files`]). Voice, snapshot
+//! and restore, and the web UI come next.
 //!
 //! The binary (`src/main.rs`) reads [`config::Config`], binds, and calls [`serve`] until
 //! SIGTERM or Ctrl-C.
 
+pub mod app;
 pub mod config;
+pub mod files;
 pub mod http;
+pub mod ot;
+pub mod room;
 pub mod shutdown;
+pub mod terminal;
+pub mod ws;
 
 use std::future::Future;
 
@@ -21,9 +26,10 @@ use tokio::net::TcpListener;
 /// and waits for open connections to finish.
 pub async fn serve(
     listener: TcpListener,
+    router: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, http::router())
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
 }

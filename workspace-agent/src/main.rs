@@ -1,8 +1,10 @@
 //! `huddle-agent`: runs the session pod's agent server until SIGTERM or Ctrl-C.
 
 use anyhow::Context as _;
+use huddle_agent::app::{AppState, Settings};
 use huddle_agent::config::{Config, DRAIN_TIMEOUT};
-use huddle_agent::{serve, shutdown};
+use huddle_agent::{http, serve, shutdown};
+use huddle_protocol::token::TokenKey;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tracing::{info, warn};
@@ -11,6 +13,21 @@ use tracing::{info, warn};
 async fn main() -> anyhow::Result<()> {
     huddle_telemetry::init();
     let config = Config::from_env()?;
+    let key = match &config.token_key {
+        Some(key) => TokenKey::new(key.as_bytes()).context("HUDDLE_TOKEN_KEY")?,
+        None => {
+            // Fail closed: a random key nobody knows, so no token is valid.
+            warn!("HUDDLE_TOKEN_KEY is not set: nobody will be able to join this session");
+            TokenKey::new(random_key()?).context("generating a key")?
+        }
+    };
+    let state = AppState::start(Settings {
+        session_id: config.session_id.clone(),
+        workspace: config.workspace.clone(),
+        key,
+        shell: config.shell.clone(),
+    })
+    .await?;
 
     let listener = TcpListener::bind(config.addr)
         .await
@@ -22,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let (stop, stopped) = oneshot::channel::<()>();
-    let mut server = tokio::spawn(serve(listener, async {
+    let mut server = tokio::spawn(serve(listener, http::router(state), async {
         // An error only means `stop` was dropped, which also means: stop.
         let _ = stopped.await;
     }));
@@ -46,4 +63,10 @@ async fn main() -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+fn random_key() -> anyhow::Result<Vec<u8>> {
+    let mut key = vec![0u8; 32];
+    getrandom::fill(&mut key).map_err(|error| anyhow::anyhow!("no randomness: {error}"))?;
+    Ok(key)
 }

@@ -1,0 +1,185 @@
+//! Signed participant tokens. The gateway issues them (owner link, editor and viewer invites);
+//! the agent checks them on join. A token is `base64url(claims JSON) "." base64url(HMAC-SHA256)`
+//! with a key both sides share; the claims carry the session, the person's name, their role and
+//! an expiry, so a token cannot be moved to another session, upgraded, or used after it expires.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::Role;
+
+/// Longest token accepted, so a huge string is refused before any decoding work.
+pub const MAX_TOKEN_LEN: usize = 2048;
+/// Shortest signing key accepted: 256 bits.
+pub const MIN_KEY_LEN: usize = 32;
+
+/// What a token says about its bearer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The session the token opens.
+    pub sid: String,
+    /// Display name.
+    pub name: String,
+    /// What the bearer may do.
+    pub role: Role,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+    /// A stable id for the person (so two tabs of one person are one participant); the
+    /// gateway picks it.
+    pub uid: String,
+}
+
+/// Why a token was refused. Messages are safe to show to the client: they never echo the key.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("token is malformed")]
+    Malformed,
+    #[error("token signature is invalid")]
+    BadSignature,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is for another session")]
+    WrongSession,
+    #[error("signing key must be at least {MIN_KEY_LEN} bytes")]
+    WeakKey,
+}
+
+/// Signs and verifies tokens with one shared key.
+#[derive(Clone)]
+pub struct TokenKey {
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey(<redacted>)")
+    }
+}
+
+impl TokenKey {
+    pub fn new(key: impl Into<Vec<u8>>) -> Result<Self, TokenError> {
+        let key = key.into();
+        if key.len() < MIN_KEY_LEN {
+            return Err(TokenError::WeakKey);
+        }
+        Ok(Self { key })
+    }
+
+    fn mac(&self) -> Hmac<Sha256> {
+        // HMAC accepts keys of any length; this cannot fail.
+        <Hmac<Sha256> as Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!())
+    }
+
+    /// Issues a token for `claims`.
+    pub fn sign(&self, claims: &Claims) -> String {
+        // Claims are plain strings and numbers; serializing them cannot fail.
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
+        let mut mac = self.mac();
+        mac.update(payload.as_bytes());
+        let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        format!("{payload}.{signature}")
+    }
+
+    /// Checks signature, expiry (against `now`, Unix seconds) and session, and returns the
+    /// claims. The signature is checked first and in constant time, before the payload is
+    /// parsed, so a forged token never reaches the JSON parser.
+    pub fn verify(&self, token: &str, session_id: &str, now: u64) -> Result<Claims, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Malformed);
+        }
+        let (payload, signature) = token.split_once('.').ok_or(TokenError::Malformed)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| TokenError::Malformed)?;
+        let mut mac = self.mac();
+        mac.update(payload.as_bytes());
+        mac.verify_slice(&signature)
+            .map_err(|_| TokenError::BadSignature)?;
+        let json = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| TokenError::Malformed)?;
+        let claims: Claims = serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
+        if claims.exp <= now {
+            return Err(TokenError::Expired);
+        }
+        if claims.sid != session_id {
+            return Err(TokenError::WrongSession);
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> TokenKey {
+        TokenKey::new([7u8; 32]).unwrap()
+    }
+
+    fn claims(role: Role) -> Claims {
+        Claims {
+            sid: "s1".into(),
+            name: "Ada".into(),
+            role,
+            exp: 2_000,
+            uid: "u1".into(),
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let token = key().sign(&claims(Role::Editor));
+        assert_eq!(key().verify(&token, "s1", 1_000), Ok(claims(Role::Editor)));
+    }
+
+    #[test]
+    fn expired_wrong_session_and_other_key() {
+        let token = key().sign(&claims(Role::Owner));
+        assert_eq!(key().verify(&token, "s1", 2_000), Err(TokenError::Expired));
+        assert_eq!(
+            key().verify(&token, "s2", 1_000),
+            Err(TokenError::WrongSession)
+        );
+        let other = TokenKey::new([8u8; 32]).unwrap();
+        assert_eq!(
+            other.verify(&token, "s1", 1_000),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn a_viewer_cannot_upgrade_itself() {
+        let token = key().sign(&claims(Role::Viewer));
+        let (_, signature) = token.split_once('.').unwrap();
+        let forged_payload =
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(Role::Owner)).unwrap());
+        let forged = format!("{forged_payload}.{signature}");
+        assert_eq!(
+            key().verify(&forged, "s1", 1_000),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn garbage_is_malformed_not_a_panic() {
+        for token in [
+            "",
+            ".",
+            "abc",
+            "a.b.c",
+            "!!!.???",
+            &"x".repeat(MAX_TOKEN_LEN + 1),
+        ] {
+            assert!(key().verify(token, "s1", 0).is_err(), "{token:?} accepted");
+        }
+    }
+
+    #[test]
+    fn short_keys_are_refused() {
+        assert_eq!(TokenKey::new([1u8; 16]).unwrap_err(), TokenError::WeakKey);
+    }
+}

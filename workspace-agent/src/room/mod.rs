@@ -1,0 +1,778 @@
+//! The session's room: one task that owns everything participants share (presence, open
+//! documents, the file tree, terminals) and handles every message in the order it arrives. One
+//! owner and one queue make "in server-arrival order" true by construction, with no locks.
+//!
+//! Connections talk to the room through a [`Room`] handle; the room talks back through each
+//! connection's bounded outbox. A connection whose outbox is full is too slow to keep up with
+//! the edits and is disconnected; it reconnects and resynchronizes, rather than stalling
+//! everyone else.
+
+pub mod docs;
+pub mod presence;
+
+use huddle_protocol::messages::{
+    ClientMessage, EntryKind as WireKind, ErrorCode, FileChange, PROTOCOL_VERSION, Participant,
+    ServerMessage, TreeEntry,
+};
+use huddle_protocol::token::{Claims, TokenKey};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::files::{Content, Entry, EntryKind, FileError, FileEvent, Workspace};
+use crate::ot::{ClientId, DocError, Outcome, TextOperation};
+use crate::terminal::{TerminalConfig, TerminalError, TerminalSize, Terminals};
+use docs::OpenDoc;
+use presence::{ConnId, Joined, Presence};
+
+/// Messages a connection may have queued before it counts as too slow.
+pub const OUTBOX_CAPACITY: usize = 4096;
+/// How often the room checks heartbeats, writes back documents and sends checksums.
+const TICK: Duration = Duration::from_millis(100);
+/// How often each open document's checksum is broadcast (when it changed).
+const CHECKSUM_EVERY: Duration = Duration::from_secs(5);
+
+/// The client id the room uses for edits that come from the disk.
+const DISK_CLIENT: &str = "disk";
+
+/// Something for the room to do.
+pub enum Command {
+    Join {
+        conn: ConnId,
+        token: String,
+        version: u32,
+        client_id: String,
+        outbox: mpsc::Sender<ServerMessage>,
+        reply: oneshot::Sender<Result<Claims, (ErrorCode, String)>>,
+    },
+    Message {
+        conn: ConnId,
+        message: ClientMessage,
+    },
+    Left {
+        conn: ConnId,
+    },
+    /// A frame from `conn` that could not be used; tell it why.
+    Error {
+        conn: ConnId,
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+/// A handle to the room task.
+#[derive(Clone)]
+pub struct Room {
+    commands: mpsc::Sender<Command>,
+    pub session_id: Arc<str>,
+    pub terminals: Terminals,
+}
+
+impl Room {
+    /// Starts the room for `session_id` over `workspace`.
+    pub fn start(
+        session_id: &str,
+        key: TokenKey,
+        workspace: Workspace,
+        file_events: mpsc::Receiver<FileEvent>,
+        terminals: Terminals,
+        terminal_template: TerminalConfig,
+    ) -> Self {
+        let (commands, inbox) = mpsc::channel(1024);
+        let state = State {
+            session_id: session_id.to_owned(),
+            key,
+            workspace,
+            terminals: terminals.clone(),
+            terminal_template,
+            presence: Presence::default(),
+            outboxes: HashMap::new(),
+            docs: HashMap::new(),
+            last_checksums: Instant::now(),
+        };
+        tokio::spawn(state.run(inbox, file_events));
+        Self {
+            commands,
+            session_id: session_id.into(),
+            terminals,
+        }
+    }
+
+    pub async fn send(&self, command: Command) -> bool {
+        self.commands.send(command).await.is_ok()
+    }
+}
+
+struct State {
+    session_id: String,
+    key: TokenKey,
+    workspace: Workspace,
+    terminals: Terminals,
+    terminal_template: TerminalConfig,
+    presence: Presence,
+    outboxes: HashMap<ConnId, mpsc::Sender<ServerMessage>>,
+    docs: HashMap<String, OpenDoc>,
+    last_checksums: Instant,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl State {
+    async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<Command>,
+        mut file_events: mpsc::Receiver<FileEvent>,
+    ) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                command = inbox.recv() => match command {
+                    Some(command) => self.handle(command).await,
+                    None => break,
+                },
+                Some(event) = file_events.recv() => self.file_event(event).await,
+                _ = tick.tick() => self.tick().await,
+            }
+        }
+        // Every handle dropped: the agent is shutting down. Save what is unsaved.
+        self.write_back(true).await;
+    }
+
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Join {
+                conn,
+                token,
+                version,
+                client_id,
+                outbox,
+                reply,
+            } => {
+                let result = self.join(conn, &token, version, &client_id, outbox).await;
+                let _ = reply.send(result);
+            }
+            Command::Message { conn, message } => {
+                self.presence.seen(conn, Instant::now());
+                if let Err((code, message)) = self.message(conn, message).await {
+                    self.send(conn, ServerMessage::Error { code, message });
+                }
+            }
+            Command::Left { conn } => self.leave(conn),
+            Command::Error {
+                conn,
+                code,
+                message,
+            } => {
+                self.presence.seen(conn, Instant::now());
+                self.send(conn, ServerMessage::Error { code, message });
+            }
+        }
+    }
+
+    async fn join(
+        &mut self,
+        conn: ConnId,
+        token: &str,
+        version: u32,
+        client_id: &str,
+        outbox: mpsc::Sender<ServerMessage>,
+    ) -> Result<Claims, (ErrorCode, String)> {
+        if version != PROTOCOL_VERSION {
+            return Err((
+                ErrorCode::UnsupportedVersion,
+                format!("this agent speaks protocol version {PROTOCOL_VERSION}, not {version}"),
+            ));
+        }
+        if client_id.is_empty() || client_id.len() > 128 || client_id == DISK_CLIENT {
+            return Err((
+                ErrorCode::Malformed,
+                "client_id must be 1-128 characters".into(),
+            ));
+        }
+        let claims = self
+            .key
+            .verify(token, &self.session_id, unix_now())
+            .map_err(|error| (ErrorCode::Unauthorized, error.to_string()))?;
+        let joined = self
+            .presence
+            .join(
+                conn,
+                &claims.uid,
+                client_id,
+                &claims.name,
+                claims.role,
+                Instant::now(),
+            )
+            .map_err(|message| (ErrorCode::RoomFull, message))?;
+        self.outboxes.insert(conn, outbox);
+        let tree = match self.workspace.list_tree().await {
+            Ok(tree) => tree.entries.iter().map(wire_entry).collect(),
+            Err(error) => {
+                warn!(%error, "could not list the workspace");
+                Vec::new()
+            }
+        };
+        let you = match joined {
+            Joined::NewParticipant(participant) => {
+                info!(user = %participant.name, role = ?participant.role, "participant joined");
+                self.broadcast_except(
+                    conn,
+                    ServerMessage::ParticipantJoined {
+                        participant: participant.clone(),
+                    },
+                );
+                participant
+            }
+            Joined::AnotherTab(participant) => participant,
+        };
+        let welcome = ServerMessage::Welcome {
+            version: PROTOCOL_VERSION,
+            you,
+            participants: self.presence.participants(),
+            tree,
+            terminals: self.terminals.ids(),
+        };
+        self.send(conn, welcome);
+        Ok(claims)
+    }
+
+    fn leave(&mut self, conn: ConnId) {
+        self.outboxes.remove(&conn);
+        for doc in self.docs.values_mut() {
+            doc.followers.remove(&conn);
+        }
+        if let Some(user_id) = self.presence.leave(conn) {
+            for doc in self.docs.values_mut() {
+                doc.cursors.remove(&user_id);
+            }
+            info!(%user_id, "participant left");
+            self.broadcast(ServerMessage::ParticipantLeft { user_id });
+        }
+    }
+
+    fn who(&self, conn: ConnId) -> Result<(String, String, Participant), (ErrorCode, String)> {
+        let connection = self
+            .presence
+            .connection(conn)
+            .ok_or((ErrorCode::Unauthorized, "join first".to_owned()))?;
+        let participant = self
+            .presence
+            .participant(&connection.user_id)
+            .cloned()
+            .ok_or((ErrorCode::Unauthorized, "join first".to_owned()))?;
+        Ok((
+            connection.user_id.clone(),
+            connection.client_id.clone(),
+            participant,
+        ))
+    }
+
+    fn require_writer(participant: &Participant) -> Result<(), (ErrorCode, String)> {
+        if participant.role.can_write() {
+            Ok(())
+        } else {
+            Err((
+                ErrorCode::Forbidden,
+                "viewers cannot change the session".to_owned(),
+            ))
+        }
+    }
+
+    async fn message(
+        &mut self,
+        conn: ConnId,
+        message: ClientMessage,
+    ) -> Result<(), (ErrorCode, String)> {
+        let (user_id, client_id, participant) = self.who(conn)?;
+        match message {
+            ClientMessage::Join { .. } => Err((ErrorCode::Malformed, "already joined".into())),
+            ClientMessage::Heartbeat => Ok(()),
+            ClientMessage::Open { file } => self.open(conn, &client_id, &file).await,
+            ClientMessage::Close { file } => {
+                if let Some(doc) = self.docs.get_mut(&file) {
+                    doc.followers.remove(&conn);
+                }
+                Ok(())
+            }
+            ClientMessage::Op {
+                file,
+                base_rev,
+                seq,
+                op,
+            } => {
+                Self::require_writer(&participant)?;
+                self.op(conn, &client_id, &file, base_rev, seq, op)
+            }
+            ClientMessage::Cursor { file, rev, ranges } => self.cursor(
+                conn,
+                &user_id,
+                &client_id,
+                &participant.color,
+                &file,
+                rev,
+                &ranges,
+            ),
+            ClientMessage::CreateFile { path } => {
+                Self::require_writer(&participant)?;
+                self.workspace
+                    .create_file(&path, "")
+                    .await
+                    .map_err(file_error)
+            }
+            ClientMessage::CreateDir { path } => {
+                Self::require_writer(&participant)?;
+                self.workspace.create_dir(&path).await.map_err(file_error)
+            }
+            ClientMessage::Delete { path } => {
+                Self::require_writer(&participant)?;
+                let allow_non_empty = participant.role.can_delete_non_empty();
+                self.workspace
+                    .delete(&path, allow_non_empty)
+                    .await
+                    .map_err(file_error)
+            }
+            ClientMessage::Rename { from, to } => {
+                Self::require_writer(&participant)?;
+                self.workspace.rename(&from, &to).await.map_err(file_error)
+            }
+            ClientMessage::TerminalOpen { cols, rows } => {
+                Self::require_writer(&participant)?;
+                let size = TerminalSize::new(rows, cols)
+                    .map_err(|error| (ErrorCode::Malformed, error.to_string()))?;
+                let config = TerminalConfig {
+                    size,
+                    ..self.terminal_template.clone()
+                };
+                let (id, _) = self
+                    .terminals
+                    .create(config)
+                    .map_err(|error| (ErrorCode::Internal, error.to_string()))?;
+                self.broadcast(ServerMessage::TerminalOpened { id, cols, rows });
+                Ok(())
+            }
+            // Attaching streams output straight from the terminal to the connection, outside
+            // the room (see `ws`); reaching here means the id is unknown.
+            ClientMessage::TerminalAttach { id } => {
+                Err((ErrorCode::NotFound, format!("no terminal {id}")))
+            }
+            ClientMessage::TerminalInput { id, data } => {
+                Self::require_writer(&participant)?;
+                self.terminals
+                    .write(id, data.into_bytes())
+                    .map_err(terminal_error)
+            }
+            ClientMessage::TerminalResize { id, cols, rows } => {
+                Self::require_writer(&participant)?;
+                self.terminals
+                    .resize(id, rows, cols)
+                    .map_err(terminal_error)
+            }
+            ClientMessage::TerminalClose { id } => {
+                Self::require_writer(&participant)?;
+                self.terminals.close(id).map_err(terminal_error)?;
+                self.broadcast(ServerMessage::TerminalExited { id, code: None });
+                Ok(())
+            }
+        }
+    }
+
+    async fn open(
+        &mut self,
+        conn: ConnId,
+        client_id: &str,
+        file: &str,
+    ) -> Result<(), (ErrorCode, String)> {
+        if !self.docs.contains_key(file) {
+            let text = self.workspace.read_text(file).await.map_err(file_error)?;
+            self.docs.insert(file.to_owned(), OpenDoc::new(text));
+        }
+        let Some(doc) = self.docs.get_mut(file) else {
+            return Err((ErrorCode::Internal, "document vanished".into()));
+        };
+        doc.followers.insert(conn);
+        let (rev, text) = doc.doc.snapshot();
+        let document = ServerMessage::Document {
+            file: file.to_owned(),
+            rev,
+            text,
+            checksum: doc.doc.checksum(),
+            last_seq: doc.doc.last_seq(&ClientId(client_id.to_owned())),
+        };
+        let cursors: Vec<ServerMessage> = doc
+            .cursors
+            .iter()
+            .filter_map(|(user_id, (cursor_rev, selection, color))| {
+                let current = doc
+                    .doc
+                    .transform_selection(&ClientId(String::new()), *cursor_rev, selection)
+                    .ok()?;
+                Some(ServerMessage::Cursor {
+                    file: file.to_owned(),
+                    rev,
+                    user_id: user_id.clone(),
+                    color: color.clone(),
+                    ranges: docs::selection_to_wire(doc.doc.text(), &current),
+                })
+            })
+            .collect();
+        self.send(conn, document);
+        for cursor in cursors {
+            self.send(conn, cursor);
+        }
+        Ok(())
+    }
+
+    fn op(
+        &mut self,
+        conn: ConnId,
+        client_id: &str,
+        file: &str,
+        base_rev: u64,
+        seq: u64,
+        op: serde_json::Value,
+    ) -> Result<(), (ErrorCode, String)> {
+        let op: TextOperation =
+            serde_json::from_value(op).map_err(|error| (ErrorCode::BadOp, error.to_string()))?;
+        let doc = self
+            .docs
+            .get_mut(file)
+            .ok_or((ErrorCode::NotFound, format!("{file} is not open")))?;
+        let client = ClientId(client_id.to_owned());
+        match doc.doc.receive(&client, seq, base_rev, op) {
+            Ok(Outcome::Applied {
+                rev,
+                op_transformed,
+            }) => {
+                doc.applied(Instant::now());
+                let message = ServerMessage::Op {
+                    file: file.to_owned(),
+                    rev,
+                    client_id: client_id.to_owned(),
+                    seq,
+                    op: serde_json::to_value(&op_transformed).unwrap_or_default(),
+                };
+                let followers: Vec<ConnId> = doc.followers.iter().copied().collect();
+                for follower in followers {
+                    self.send(follower, message.clone());
+                }
+                Ok(())
+            }
+            Ok(Outcome::Duplicate { rev }) => {
+                // Already applied (a resend after reconnect): acknowledge to the author only.
+                debug!(%client_id, seq, "duplicate op");
+                self.send(
+                    conn,
+                    ServerMessage::Op {
+                        file: file.to_owned(),
+                        rev,
+                        client_id: client_id.to_owned(),
+                        seq,
+                        op: serde_json::Value::Array(Vec::new()),
+                    },
+                );
+                Ok(())
+            }
+            Err(DocError::TooFarBehind { .. }) => {
+                let (rev, text) = doc.doc.snapshot();
+                let document = ServerMessage::Document {
+                    file: file.to_owned(),
+                    rev,
+                    text,
+                    checksum: doc.doc.checksum(),
+                    last_seq: doc.doc.last_seq(&client),
+                };
+                self.send(conn, document);
+                Err((
+                    ErrorCode::Resync,
+                    format!("{file}: too far behind; sent a fresh copy"),
+                ))
+            }
+            Err(error) => Err((ErrorCode::BadOp, error.to_string())),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn cursor(
+        &mut self,
+        conn: ConnId,
+        user_id: &str,
+        client_id: &str,
+        color: &str,
+        file: &str,
+        rev: u64,
+        ranges: &[huddle_protocol::messages::Range],
+    ) -> Result<(), (ErrorCode, String)> {
+        let doc = self
+            .docs
+            .get_mut(file)
+            .ok_or((ErrorCode::NotFound, format!("{file} is not open")))?;
+        if rev > doc.doc.rev() || ranges.len() > 100 {
+            return Err((
+                ErrorCode::Malformed,
+                "cursor revision or range count out of range".into(),
+            ));
+        }
+        // Ranges are positions in the text as the client had it at `rev`; bring them up to now.
+        let text_then = doc.text_at(rev).ok_or((
+            ErrorCode::Resync,
+            format!("{file}: revision {rev} is too old for a cursor"),
+        ))?;
+        let selection = docs::selection_from_wire(text_then, ranges).ok_or((
+            ErrorCode::Malformed,
+            "cursor outside the document".to_owned(),
+        ))?;
+        let current = doc
+            .doc
+            .transform_selection(&ClientId(client_id.to_owned()), rev, &selection)
+            .map_err(|error| (ErrorCode::Resync, error.to_string()))?;
+        let now_rev = doc.doc.rev();
+        doc.cursors.insert(
+            user_id.to_owned(),
+            (now_rev, current.clone(), color.to_owned()),
+        );
+        let message = ServerMessage::Cursor {
+            file: file.to_owned(),
+            rev: now_rev,
+            user_id: user_id.to_owned(),
+            color: color.to_owned(),
+            ranges: docs::selection_to_wire(doc.doc.text(), &current),
+        };
+        let followers: Vec<ConnId> = doc
+            .followers
+            .iter()
+            .copied()
+            .filter(|c| *c != conn)
+            .collect();
+        for follower in followers {
+            self.send(follower, message.clone());
+        }
+        Ok(())
+    }
+
+    async fn file_event(&mut self, event: FileEvent) {
+        let change = match &event {
+            FileEvent::Modified { path } => {
+                self.disk_changed(path).await;
+                FileChange::Modified { path: path.clone() }
+            }
+            FileEvent::Deleted { path } => {
+                self.docs.remove(path);
+                FileChange::Deleted { path: path.clone() }
+            }
+            FileEvent::Renamed { from, to } => {
+                if let Some(doc) = self.docs.remove(from) {
+                    self.docs.insert(to.clone(), doc);
+                }
+                FileChange::Renamed {
+                    from: from.clone(),
+                    to: to.clone(),
+                }
+            }
+            FileEvent::Created { path, .. } => match self.workspace.entry(path).await {
+                Ok(entry) => FileChange::Created {
+                    entry: wire_entry(&entry),
+                },
+                Err(_) => return,
+            },
+        };
+        self.broadcast(ServerMessage::FileChanged { change });
+    }
+
+    /// A watched file changed on disk. If it is open and the change is not our own write,
+    /// the difference becomes an op from the "disk" client on top of the revision the disk last
+    /// matched, transformed against edits made since like any other op: the terminal,
+    /// `git checkout` and the editors end up agreeing, and unsaved edits are kept.
+    async fn disk_changed(&mut self, path: &str) {
+        let Some(doc) = self.docs.get(path) else {
+            return;
+        };
+        let Ok(on_disk) = self.workspace.read_text(path).await else {
+            return;
+        };
+        if on_disk == doc.on_disk {
+            return;
+        }
+        let Some(doc) = self.docs.get_mut(path) else {
+            return;
+        };
+        let disk = ClientId(DISK_CLIENT.to_owned());
+        let seq = doc.doc.last_seq(&disk).map_or(1, |s| s + 1);
+        let mut result = doc.doc.receive(
+            &disk,
+            seq,
+            doc.disk_rev,
+            docs::diff_op(&doc.on_disk, &on_disk),
+        );
+        if let Err(DocError::TooFarBehind { .. }) = result {
+            // The disk's base left the history: take the disk as it is now.
+            let current = doc.doc.text().to_string();
+            result = doc
+                .doc
+                .receive(&disk, seq, doc.doc.rev(), docs::diff_op(&current, &on_disk));
+        }
+        doc.on_disk = on_disk;
+        match result {
+            Ok(Outcome::Applied {
+                rev,
+                op_transformed,
+            }) => {
+                doc.applied(Instant::now());
+                doc.disk_rev = rev;
+                let message = ServerMessage::Op {
+                    file: path.to_owned(),
+                    rev,
+                    client_id: DISK_CLIENT.to_owned(),
+                    seq,
+                    op: serde_json::to_value(&op_transformed).unwrap_or_default(),
+                };
+                let followers: Vec<ConnId> = doc.followers.iter().copied().collect();
+                for follower in followers {
+                    self.send(follower, message.clone());
+                }
+            }
+            Ok(Outcome::Duplicate { .. }) => {}
+            Err(error) => warn!(%path, %error, "could not apply a disk change"),
+        }
+    }
+
+    async fn tick(&mut self) {
+        let now = Instant::now();
+        for conn in self.presence.zombies(now) {
+            info!(conn, "evicting a connection silent for too long");
+            self.leave(conn);
+        }
+        self.write_back(false).await;
+        if now.saturating_duration_since(self.last_checksums) >= CHECKSUM_EVERY {
+            self.last_checksums = now;
+            self.checksums();
+        }
+    }
+
+    fn checksums(&mut self) {
+        let mut messages = Vec::new();
+        for (file, doc) in &mut self.docs {
+            if doc.checksummed_rev != doc.doc.rev() {
+                doc.checksummed_rev = doc.doc.rev();
+                let message = ServerMessage::Checksum {
+                    file: file.clone(),
+                    rev: doc.doc.rev(),
+                    checksum: doc.doc.checksum(),
+                };
+                messages.extend(doc.followers.iter().map(|c| (*c, message.clone())));
+            }
+        }
+        for (conn, message) in messages {
+            self.send(conn, message);
+        }
+    }
+
+    /// Writes documents whose debounce expired (or all dirty ones when `all`).
+    async fn write_back(&mut self, all: bool) {
+        let now = Instant::now();
+        let due: Vec<(String, String, u64)> = self
+            .docs
+            .iter()
+            .filter(|(_, doc)| doc.is_dirty() && (all || doc.due_for_write(now)))
+            .map(|(file, doc)| (file.clone(), doc.doc.text().to_string(), doc.doc.rev()))
+            .collect();
+        for (file, text, rev) in due {
+            match self.workspace.write_text(&file, &text).await {
+                Ok(()) => {
+                    if let Some(doc) = self.docs.get_mut(&file) {
+                        doc.written(text, rev);
+                    }
+                }
+                Err(error) => warn!(%file, %error, "could not write a document back"),
+            }
+        }
+    }
+
+    fn send(&mut self, conn: ConnId, message: ServerMessage) {
+        let Some(outbox) = self.outboxes.get(&conn) else {
+            return;
+        };
+        if outbox.try_send(message).is_err() {
+            // Full (too slow) or closed: either way this connection is done; it will
+            // reconnect and get fresh documents.
+            warn!(conn, "connection cannot keep up; disconnecting it");
+            self.leave(conn);
+        }
+    }
+
+    fn broadcast(&mut self, message: ServerMessage) {
+        let conns: Vec<ConnId> = self.presence.connection_ids().collect();
+        for conn in conns {
+            self.send(conn, message.clone());
+        }
+    }
+
+    fn broadcast_except(&mut self, except: ConnId, message: ServerMessage) {
+        let conns: Vec<ConnId> = self
+            .presence
+            .connection_ids()
+            .filter(|c| *c != except)
+            .collect();
+        for conn in conns {
+            self.send(conn, message.clone());
+        }
+    }
+}
+
+fn terminal_error(error: TerminalError) -> (ErrorCode, String) {
+    let code = match error {
+        TerminalError::NotFound(_) => ErrorCode::NotFound,
+        TerminalError::InvalidSize { .. } => ErrorCode::Malformed,
+        TerminalError::InputBacklogged => ErrorCode::TooLarge,
+        _ => ErrorCode::Internal,
+    };
+    (code, error.to_string())
+}
+
+fn file_error(error: FileError) -> (ErrorCode, String) {
+    (file_error_code(&error), error.to_string())
+}
+
+/// The protocol's name for a file error.
+pub fn file_error_code(error: &FileError) -> ErrorCode {
+    match error {
+        FileError::EmptyPath
+        | FileError::AbsolutePath { .. }
+        | FileError::ParentComponent { .. }
+        | FileError::NulByte
+        | FileError::PathTooLong { .. }
+        | FileError::NameTooLong { .. }
+        | FileError::SymlinkEscape { .. }
+        | FileError::MoveIntoItself { .. } => ErrorCode::InvalidPath,
+        FileError::AlreadyExists { .. } => ErrorCode::AlreadyExists,
+        FileError::NotFound { .. } => ErrorCode::NotFound,
+        FileError::TooLarge { .. } => ErrorCode::TooLarge,
+        FileError::DirectoryNotEmpty { .. }
+        | FileError::NotADirectory { .. }
+        | FileError::IsADirectory { .. }
+        | FileError::NotAFile { .. }
+        | FileError::NotText { .. } => ErrorCode::Forbidden,
+        _ => ErrorCode::Internal,
+    }
+}
+
+/// A tree entry as the protocol shows it. Symlinks are listed as files that cannot be
+/// opened (their target is never followed).
+pub fn wire_entry(entry: &Entry) -> TreeEntry {
+    TreeEntry {
+        path: entry.path.clone(),
+        kind: match entry.kind {
+            EntryKind::Dir => WireKind::Dir,
+            EntryKind::File | EntryKind::Symlink => WireKind::File,
+        },
+        size: entry.size,
+        binary: entry.kind == EntryKind::Symlink || entry.content != Content::Text,
+    }
+}

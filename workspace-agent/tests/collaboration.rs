@@ -1,0 +1,813 @@
+//! The agent as participants meet it: a real server on loopback, real WebSocket clients, a
+//! real PTY running /bin/sh, a real temporary workspace on disk.
+
+use anyhow::{Context as _, Result, bail, ensure};
+use base64::Engine as _;
+use futures::{SinkExt as _, StreamExt as _};
+use huddle_agent::app::{AppState, Settings};
+use huddle_agent::ot::{AppliedOp, Client, ClientId, TextOperation};
+use huddle_protocol::Role;
+use huddle_protocol::messages::{
+    ClientMessage, ErrorCode, FileChange, PROTOCOL_VERSION, Position, Range, ServerMessage,
+};
+use huddle_protocol::token::{Claims, TokenKey};
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const KEY: [u8; 32] = [42; 32];
+const SESSION: &str = "s1";
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Agent {
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+async fn start_agent(files: &[(&str, &str)]) -> Result<Agent> {
+    let dir = tempfile::tempdir()?;
+    for (path, text) in files {
+        let path = dir.path().join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, text)?;
+    }
+    let state = AppState::start(Settings {
+        session_id: SESSION.into(),
+        workspace: dir.path().to_path_buf(),
+        key: TokenKey::new(KEY)?,
+        shell: Some("/bin/sh".into()),
+    })
+    .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(huddle_agent::serve(
+        listener,
+        huddle_agent::http::router(state),
+        std::future::pending(),
+    ));
+    Ok(Agent { addr, dir })
+}
+
+fn token(name: &str, role: Role) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    TokenKey::new(KEY)
+        .map(|key| {
+            key.sign(&Claims {
+                sid: SESSION.into(),
+                name: name.into(),
+                role,
+                exp: now + 3600,
+                uid: format!("uid-{name}"),
+            })
+        })
+        .unwrap_or_default()
+}
+
+/// One participant's WebSocket.
+struct Peer {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    client_id: String,
+}
+
+impl Peer {
+    async fn connect(agent: &Agent) -> Result<Self> {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", agent.addr)).await?;
+        Ok(Self {
+            ws,
+            client_id: String::new(),
+        })
+    }
+
+    /// Connects and joins; returns the peer and the welcome.
+    async fn join(agent: &Agent, name: &str, role: Role) -> Result<(Self, ServerMessage)> {
+        let mut peer = Self::connect(agent).await?;
+        peer.client_id = format!("tab-{name}");
+        let join = ClientMessage::Join {
+            version: PROTOCOL_VERSION,
+            token: token(name, role),
+            client_id: peer.client_id.clone(),
+        };
+        peer.send(&join).await?;
+        let welcome = peer.recv().await?;
+        ensure!(
+            matches!(welcome, ServerMessage::Welcome { .. }),
+            "expected welcome, got {welcome:?}"
+        );
+        Ok((peer, welcome))
+    }
+
+    async fn send(&mut self, message: &ClientMessage) -> Result<()> {
+        self.send_raw(&serde_json::to_string(message)?).await
+    }
+
+    async fn send_raw(&mut self, text: &str) -> Result<()> {
+        self.ws.send(Message::Text(text.into())).await?;
+        Ok(())
+    }
+
+    async fn recv(&mut self) -> Result<ServerMessage> {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .context("no message within the deadline")?
+                .context("connection closed")??;
+            match frame {
+                Message::Text(text) => return Ok(serde_json::from_str(text.as_str())?),
+                Message::Close(frame) => bail!("closed: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Reads messages until `pick` returns something, skipping the rest.
+    async fn until<T>(
+        &mut self,
+        what: &str,
+        mut pick: impl FnMut(&ServerMessage) -> Option<T>,
+    ) -> Result<T> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            ensure!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            let message = self
+                .recv()
+                .await
+                .with_context(|| format!("waiting for {what}"))?;
+            if let Some(value) = pick(&message) {
+                return Ok(value);
+            }
+        }
+    }
+
+    async fn error(&mut self) -> Result<(ErrorCode, String)> {
+        self.until("an error", |m| match m {
+            ServerMessage::Error { code, message } => Some((*code, message.clone())),
+            _ => None,
+        })
+        .await
+    }
+
+    async fn open(&mut self, file: &str) -> Result<(u64, String)> {
+        self.send(&ClientMessage::Open { file: file.into() })
+            .await?;
+        self.until("the document", |m| match m {
+            ServerMessage::Document {
+                file: f, rev, text, ..
+            } if f == file => Some((*rev, text.clone())),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Reads the terminal's output (snapshots and chunks) until it contains `needle`.
+    async fn terminal_until(&mut self, id: u32, screen: &mut String, needle: &str) -> Result<()> {
+        while !screen.contains(needle) {
+            let message = self
+                .recv()
+                .await
+                .with_context(|| format!("waiting for {needle:?} in terminal"))?;
+            match message {
+                ServerMessage::TerminalOutput { id: i, data } if i == id => {
+                    screen.push_str(&String::from_utf8_lossy(
+                        &base64::engine::general_purpose::STANDARD.decode(data)?,
+                    ));
+                }
+                ServerMessage::TerminalSnapshot { id: i, data, .. } if i == id => {
+                    *screen = String::from_utf8_lossy(
+                        &base64::engine::general_purpose::STANDARD.decode(data)?,
+                    )
+                    .into_owned();
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn health_and_banner() -> Result<()> {
+    let agent = start_agent(&[]).await?;
+    let health = reqwest::get(format!("http://{}/healthz", agent.addr)).await?;
+    assert_eq!(health.text().await?, "ok");
+    let banner = reqwest::get(format!("http://{}/", agent.addr))
+        .await?
+        .text()
+        .await?;
+    assert!(banner.starts_with("huddle-agent "));
+    Ok(())
+}
+
+#[tokio::test]
+async fn forged_expired_and_missing_tokens_are_refused() -> Result<()> {
+    let agent = start_agent(&[]).await?;
+    let forged = TokenKey::new([1u8; 32])?.sign(&Claims {
+        sid: SESSION.into(),
+        name: "mallory".into(),
+        role: Role::Owner,
+        exp: u64::MAX,
+        uid: "m".into(),
+    });
+    let expired = TokenKey::new(KEY)?.sign(&Claims {
+        sid: SESSION.into(),
+        name: "late".into(),
+        role: Role::Owner,
+        exp: 1,
+        uid: "l".into(),
+    });
+    for (token, expected) in [
+        (forged, "signature"),
+        (expired, "expired"),
+        ("garbage".to_owned(), "malformed"),
+    ] {
+        let mut peer = Peer::connect(&agent).await?;
+        peer.send(&ClientMessage::Join {
+            version: PROTOCOL_VERSION,
+            token,
+            client_id: "c".into(),
+        })
+        .await?;
+        let (code, message) = peer.error().await?;
+        assert_eq!(code, ErrorCode::Unauthorized);
+        assert!(message.contains(expected), "{message}");
+    }
+    // A message before join is refused too.
+    let mut peer = Peer::connect(&agent).await?;
+    peer.send(&ClientMessage::Open { file: "a".into() }).await?;
+    assert_eq!(peer.error().await?.0, ErrorCode::Unauthorized);
+    // And a version we do not speak.
+    let mut peer = Peer::connect(&agent).await?;
+    peer.send(&ClientMessage::Join {
+        version: 99,
+        token: token("x", Role::Editor),
+        client_id: "c".into(),
+    })
+    .await?;
+    assert_eq!(peer.error().await?.0, ErrorCode::UnsupportedVersion);
+    Ok(())
+}
+
+#[tokio::test]
+async fn presence_colours_late_joiners_and_the_eleventh_person() -> Result<()> {
+    let agent = start_agent(&[]).await?;
+    let (mut first, _) = Peer::join(&agent, "p0", Role::Owner).await?;
+    let mut peers = Vec::new();
+    for i in 1..10 {
+        let (peer, welcome) = Peer::join(&agent, &format!("p{i}"), Role::Editor).await?;
+        let ServerMessage::Welcome { participants, .. } = welcome else {
+            bail!("no welcome")
+        };
+        assert_eq!(
+            participants.len(),
+            i + 1,
+            "late joiner sees everyone already here"
+        );
+        peers.push(peer);
+    }
+    let joined = first
+        .until("p9 joining", |m| match m {
+            ServerMessage::ParticipantJoined { participant } if participant.name == "p9" => {
+                Some(participant.clone())
+            }
+            _ => None,
+        })
+        .await?;
+    assert_eq!(joined.role, Role::Editor);
+    let (_, welcome) = Peer::join(&agent, "p1", Role::Editor).await?; // a second tab is fine
+    let ServerMessage::Welcome { participants, .. } = welcome else {
+        bail!("no welcome")
+    };
+    let colours: std::collections::HashSet<_> =
+        participants.iter().map(|p| p.color.clone()).collect();
+    assert_eq!(colours.len(), 10, "ten people, ten colours");
+
+    let mut eleventh = Peer::connect(&agent).await?;
+    eleventh
+        .send(&ClientMessage::Join {
+            version: PROTOCOL_VERSION,
+            token: token("p10", Role::Editor),
+            client_id: "c".into(),
+        })
+        .await?;
+    let (code, message) = eleventh.error().await?;
+    assert_eq!(code, ErrorCode::RoomFull);
+    assert!(message.contains("at most 10"), "{message}");
+
+    drop(peers.pop());
+    let left = first
+        .until("p9 leaving", |m| match m {
+            ServerMessage::ParticipantLeft { user_id } => Some(user_id.clone()),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(left, "uid-p9");
+    Ok(())
+}
+
+#[tokio::test]
+async fn malformed_messages_get_an_error_and_change_nothing() -> Result<()> {
+    let agent = start_agent(&[("a.txt", "abc")]).await?;
+    let (mut peer, _) = Peer::join(&agent, "ada", Role::Editor).await?;
+    let (rev, _) = peer.open("a.txt").await?;
+    for bad in [
+        "not json",
+        r#"{"type":"launch_missiles"}"#,
+        r#"{"type":"op","file":"a.txt","base_rev":0,"seq":1}"#,
+        r#"{"type":"op","file":"a.txt","base_rev":0,"seq":1,"op":[99,"x"]}"#,
+        r#"{"type":"op","file":"a.txt","base_rev":7,"seq":1,"op":[3,"x"]}"#,
+        r#"{"type":"op","file":"a.txt","base_rev":0,"seq":1,"op":"nonsense"}"#,
+    ] {
+        peer.send_raw(bad).await?;
+        let (code, _) = peer.error().await?;
+        assert!(
+            matches!(code, ErrorCode::Malformed | ErrorCode::BadOp),
+            "{bad}: {code:?}"
+        );
+    }
+    let oversized = format!(
+        r#"{{"type":"open","file":"{}"}}"#,
+        "x".repeat(huddle_protocol::messages::MAX_MESSAGE_BYTES)
+    );
+    peer.send_raw(&oversized).await?;
+    assert_eq!(peer.error().await?.0, ErrorCode::TooLarge);
+    // Still connected, and the document is untouched.
+    assert_eq!(peer.open("a.txt").await?, (rev, "abc".to_owned()));
+    assert_eq!(
+        std::fs::read_to_string(agent.dir.path().join("a.txt"))?,
+        "abc"
+    );
+    Ok(())
+}
+
+/// Drives one participant's OT client over the socket.
+struct Editor {
+    peer: Peer,
+    client: Client,
+    file: String,
+}
+
+impl Editor {
+    async fn open(agent: &Agent, name: &str, file: &str) -> Result<Self> {
+        let (mut peer, _) = Peer::join(agent, name, Role::Editor).await?;
+        let (rev, text) = peer.open(file).await?;
+        let client = Client::new(ClientId(peer.client_id.clone()), rev, &text);
+        Ok(Self {
+            peer,
+            client,
+            file: file.into(),
+        })
+    }
+
+    async fn submit(&mut self, submission: Option<huddle_agent::ot::Submission>) -> Result<()> {
+        if let Some(sub) = submission {
+            self.peer
+                .send(&ClientMessage::Op {
+                    file: self.file.clone(),
+                    base_rev: sub.base_rev,
+                    seq: sub.seq,
+                    op: serde_json::to_value(&sub.op)?,
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn type_at(&mut self, at: usize, text: &str) -> Result<()> {
+        let len = self.client.text().len_chars();
+        let op = TextOperation::from_components([
+            huddle_agent::ot::Component::Retain(at.min(len)),
+            huddle_agent::ot::Component::Insert(text.into()),
+            huddle_agent::ot::Component::Retain(len - at.min(len)),
+        ])?;
+        let submission = self.client.apply_local(op)?;
+        self.submit(submission).await
+    }
+
+    /// Handles one incoming message; returns false when nothing arrived in `idle`.
+    async fn pump(&mut self, idle: Duration) -> Result<bool> {
+        let Ok(frame) = tokio::time::timeout(idle, self.peer.recv()).await else {
+            return Ok(false);
+        };
+        if let ServerMessage::Op {
+            rev,
+            client_id,
+            seq,
+            op,
+            ..
+        } = frame?
+        {
+            let applied = AppliedOp {
+                rev,
+                client_id: ClientId(client_id),
+                seq,
+                op: serde_json::from_value(op)?,
+            };
+            let next = self.client.apply_server(&applied)?;
+            self.submit(next).await?;
+        }
+        Ok(true)
+    }
+
+    fn synchronized(&self) -> bool {
+        matches!(self.client.state(), huddle_agent::ot::State::Synchronized)
+    }
+}
+
+#[tokio::test]
+async fn two_users_typing_into_one_file_converge_and_it_reaches_the_disk() -> Result<()> {
+    let agent = start_agent(&[("notes.md", "hello\n")]).await?;
+    let mut ada = Editor::open(&agent, "ada", "notes.md").await?;
+    let mut bob = Editor::open(&agent, "bob", "notes.md").await?;
+    for i in 0..40 {
+        ada.type_at(0, &format!("a{i}é")).await?;
+        bob.type_at(usize::MAX, &format!("b{i}😀")).await?;
+        // Let some messages through, not all: ops cross in flight.
+        ada.pump(Duration::from_millis(1)).await?;
+        bob.pump(Duration::from_millis(1)).await?;
+    }
+    for _ in 0..2000 {
+        let a = ada.pump(Duration::from_millis(50)).await?;
+        let b = bob.pump(Duration::from_millis(50)).await?;
+        if !a && !b && ada.synchronized() && bob.synchronized() {
+            break;
+        }
+    }
+    assert!(
+        ada.synchronized() && bob.synchronized(),
+        "edits left unacknowledged"
+    );
+    let text = ada.client.text().to_string();
+    assert_eq!(
+        text,
+        bob.client.text().to_string(),
+        "the two users diverged"
+    );
+    for i in 0..40 {
+        assert!(
+            text.contains(&format!("a{i}é")) && text.contains(&format!("b{i}😀")),
+            "lost edit {i} in {text:?}"
+        );
+    }
+    // A third user opening now gets the same text; and the file on disk follows (debounced).
+    let (_, fresh) = Peer::join(&agent, "cy", Role::Viewer)
+        .await?
+        .0
+        .open("notes.md")
+        .await?;
+    assert_eq!(fresh, text);
+    let path = agent.dir.path().join("notes.md");
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::fs::read_to_string(&path)? != text {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "edits never reached the disk"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn cursors_arrive_with_colour_and_stay_put_while_others_type() -> Result<()> {
+    let agent = start_agent(&[("a.txt", "line one\nline two\n")]).await?;
+    let (mut ada, _) = Peer::join(&agent, "ada", Role::Editor).await?;
+    let (mut bob, _) = Peer::join(&agent, "bob", Role::Editor).await?;
+    ada.open("a.txt").await?;
+    bob.open("a.txt").await?;
+    // Ada types at the start of line 2 (revision 0 -> 1)...
+    ada.send(&ClientMessage::Op {
+        file: "a.txt".into(),
+        base_rev: 0,
+        seq: 1,
+        op: serde_json::json!([9, "NEW ", 9]),
+    })
+    .await?;
+    // ...while Bob, still at revision 0, puts his cursor on "two".
+    let at = |line, column| Position { line, column };
+    bob.send(&ClientMessage::Cursor {
+        file: "a.txt".into(),
+        rev: 0,
+        ranges: vec![Range {
+            anchor: at(1, 5),
+            head: at(1, 8),
+        }],
+    })
+    .await?;
+    let (color, ranges) = ada
+        .until("bob's cursor", |m| match m {
+            ServerMessage::Cursor {
+                user_id,
+                color,
+                ranges,
+                ..
+            } if user_id == "uid-bob" => Some((color.clone(), ranges.clone())),
+            _ => None,
+        })
+        .await?;
+    assert!(color.starts_with('#'));
+    // Transformed through Ada's insert: still on "two", now four columns further right.
+    assert_eq!(
+        ranges,
+        vec![Range {
+            anchor: at(1, 9),
+            head: at(1, 12)
+        }]
+    );
+    // A cursor outside the document is refused.
+    bob.send(&ClientMessage::Cursor {
+        file: "a.txt".into(),
+        rev: 1,
+        ranges: vec![Range {
+            anchor: at(40, 0),
+            head: at(40, 0),
+        }],
+    })
+    .await?;
+    assert_eq!(bob.error().await?.0, ErrorCode::Malformed);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_viewer_can_read_but_not_edit_type_or_change_files() -> Result<()> {
+    let agent = start_agent(&[("a.txt", "abc")]).await?;
+    let (mut owner, _) = Peer::join(&agent, "own", Role::Owner).await?;
+    owner
+        .send(&ClientMessage::TerminalOpen { cols: 80, rows: 24 })
+        .await?;
+    let id = owner
+        .until("terminal opened", |m| match m {
+            ServerMessage::TerminalOpened { id, .. } => Some(*id),
+            _ => None,
+        })
+        .await?;
+    let (mut viewer, _) = Peer::join(&agent, "vic", Role::Viewer).await?;
+    let (rev, text) = viewer.open("a.txt").await?;
+    assert_eq!(text, "abc");
+    let refused = [
+        ClientMessage::Op {
+            file: "a.txt".into(),
+            base_rev: rev,
+            seq: 1,
+            op: serde_json::json!([3, "!"]),
+        },
+        ClientMessage::TerminalInput {
+            id,
+            data: "touch pwned\n".into(),
+        },
+        ClientMessage::TerminalResize {
+            id,
+            cols: 10,
+            rows: 10,
+        },
+        ClientMessage::TerminalOpen { cols: 80, rows: 24 },
+        ClientMessage::CreateFile {
+            path: "new.txt".into(),
+        },
+        ClientMessage::Delete {
+            path: "a.txt".into(),
+        },
+        ClientMessage::Rename {
+            from: "a.txt".into(),
+            to: "b.txt".into(),
+        },
+    ];
+    for message in refused {
+        viewer.send(&message).await?;
+        let (code, _) = viewer.error().await?;
+        assert_eq!(code, ErrorCode::Forbidden, "{message:?}");
+    }
+    // The viewer can still watch the terminal.
+    viewer.send(&ClientMessage::TerminalAttach { id }).await?;
+    let mut screen = String::new();
+    owner.send(&ClientMessage::TerminalAttach { id }).await?;
+    owner
+        .send(&ClientMessage::TerminalInput {
+            id,
+            data: "echo visible-to-all\n".into(),
+        })
+        .await?;
+    viewer
+        .terminal_until(id, &mut screen, "visible-to-all")
+        .await?;
+    // Nothing changed on disk.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        std::fs::read_to_string(agent.dir.path().join("a.txt"))?,
+        "abc"
+    );
+    assert!(!agent.dir.path().join("pwned").exists() && !agent.dir.path().join("new.txt").exists());
+    // Upload is refused for a viewer, download allowed.
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/files/a.txt", agent.addr);
+    let upload = http
+        .put(&url)
+        .bearer_auth(token("vic", Role::Viewer))
+        .body("x")
+        .send()
+        .await?;
+    assert_eq!(upload.status(), 403);
+    let download = http
+        .get(format!("{url}?token={}", token("vic", Role::Viewer)))
+        .send()
+        .await?;
+    assert_eq!(download.bytes().await?.as_ref(), b"abc");
+    let anonymous = http.get(&url).send().await?;
+    assert_eq!(anonymous.status(), 401);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_terminal_echoes_in_order_and_a_late_joiner_sees_the_screen() -> Result<()> {
+    let agent = start_agent(&[]).await?;
+    let (mut ada, _) = Peer::join(&agent, "ada", Role::Editor).await?;
+    ada.send(&ClientMessage::TerminalOpen {
+        cols: 100,
+        rows: 30,
+    })
+    .await?;
+    let id = ada
+        .until("terminal", |m| match m {
+            ServerMessage::TerminalOpened { id, .. } => Some(*id),
+            _ => None,
+        })
+        .await?;
+    ada.send(&ClientMessage::TerminalAttach { id }).await?;
+    let mut screen = String::new();
+    ada.send(&ClientMessage::TerminalInput {
+        id,
+        data: "stty -echo\n".into(),
+    })
+    .await?;
+    ada.send(&ClientMessage::TerminalInput {
+        id,
+        data: "echo ready\n".into(),
+    })
+    .await?;
+    ada.terminal_until(id, &mut screen, "ready").await?;
+    for i in 0..100 {
+        ada.send(&ClientMessage::TerminalInput {
+            id,
+            data: format!("echo n-{i}\n"),
+        })
+        .await?;
+    }
+    ada.terminal_until(id, &mut screen, "n-99").await?;
+    let mut last = 0;
+    for i in 0..100 {
+        let at = screen[last..]
+            .find(&format!("n-{i}\r\n"))
+            .with_context(|| format!("n-{i} missing or out of order"))?;
+        last += at;
+    }
+    // A late joiner gets the current screen as a snapshot, at the terminal's size.
+    let (mut bob, welcome) = Peer::join(&agent, "bob", Role::Viewer).await?;
+    let ServerMessage::Welcome { terminals, .. } = welcome else {
+        bail!("no welcome")
+    };
+    assert_eq!(terminals, vec![id]);
+    bob.send(&ClientMessage::TerminalAttach { id }).await?;
+    let (cols, rows, snapshot) = bob
+        .until("snapshot", |m| match m {
+            ServerMessage::TerminalSnapshot {
+                cols, rows, data, ..
+            } => Some((*cols, *rows, data.clone())),
+            _ => None,
+        })
+        .await?;
+    assert_eq!((cols, rows), (100, 30));
+    let snapshot = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(snapshot)?)?;
+    assert!(
+        snapshot.contains("n-99") && snapshot.contains("n-50"),
+        "snapshot lacks recent output"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn paths_cannot_leave_the_workspace() -> Result<()> {
+    let agent = start_agent(&[("a.txt", "abc")]).await?;
+    let (mut owner, _) = Peer::join(&agent, "own", Role::Owner).await?;
+    let attempts = [
+        ClientMessage::Open {
+            file: "../../etc/passwd".into(),
+        },
+        ClientMessage::Open {
+            file: "/etc/passwd".into(),
+        },
+        ClientMessage::CreateFile {
+            path: "../escape.txt".into(),
+        },
+        ClientMessage::CreateDir {
+            path: "a/../../x".into(),
+        },
+        ClientMessage::Rename {
+            from: "a.txt".into(),
+            to: "/tmp/stolen.txt".into(),
+        },
+        ClientMessage::Delete { path: "..".into() },
+    ];
+    for attempt in attempts {
+        owner.send(&attempt).await?;
+        let (code, message) = owner.error().await?;
+        assert_eq!(code, ErrorCode::InvalidPath, "{attempt:?}: {message}");
+    }
+    let http = reqwest::Client::new();
+    let traversal = http
+        .get(format!(
+            "http://{}/files/..%2F..%2Fetc%2Fpasswd",
+            agent.addr
+        ))
+        .bearer_auth(token("own", Role::Owner))
+        .send()
+        .await?;
+    assert!(
+        traversal.status().is_client_error(),
+        "{}",
+        traversal.status()
+    );
+    assert!(agent.dir.path().join("a.txt").exists());
+    assert!(
+        !agent
+            .dir
+            .path()
+            .parent()
+            .context("no parent")?
+            .join("escape.txt")
+            .exists()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn files_made_in_the_terminal_appear_in_the_tree_and_disk_edits_become_ops() -> Result<()> {
+    let agent = start_agent(&[("code.py", "print('hi')\n")]).await?;
+    let (mut ada, welcome) = Peer::join(&agent, "ada", Role::Owner).await?;
+    let ServerMessage::Welcome { tree, .. } = welcome else {
+        bail!("no welcome")
+    };
+    assert!(tree.iter().any(|e| e.path == "code.py" && !e.binary));
+    let (rev, _) = ada.open("code.py").await?;
+    ada.send(&ClientMessage::TerminalOpen { cols: 80, rows: 24 })
+        .await?;
+    let id = ada
+        .until("terminal", |m| match m {
+            ServerMessage::TerminalOpened { id, .. } => Some(*id),
+            _ => None,
+        })
+        .await?;
+    ada.send(&ClientMessage::TerminalInput {
+        id,
+        data: "mkdir src && printf 'x' > src/new.txt && printf '\\000\\001' > blob.bin\n".into(),
+    })
+    .await?;
+    let mut created = Vec::new();
+    while !(created
+        .iter()
+        .any(|(p, _): &(String, bool)| p == "src/new.txt")
+        && created.iter().any(|(p, _)| p == "blob.bin"))
+    {
+        let entry = ada
+            .until("created files", |m| match m {
+                ServerMessage::FileChanged {
+                    change: FileChange::Created { entry },
+                } => Some((entry.path.clone(), entry.binary)),
+                _ => None,
+            })
+            .await?;
+        created.push(entry);
+    }
+    assert!(
+        created.contains(&("blob.bin".into(), true)),
+        "binary not marked: {created:?}"
+    );
+    // A binary is not opened for editing.
+    ada.send(&ClientMessage::Open {
+        file: "blob.bin".into(),
+    })
+    .await?;
+    assert_eq!(ada.error().await?.0, ErrorCode::Forbidden);
+    // Changing the open file on disk becomes an op from the disk for everyone following it.
+    ada.send(&ClientMessage::TerminalInput {
+        id,
+        data: "printf \"print('bye')\\n\" > code.py\n".into(),
+    })
+    .await?;
+    let (new_rev, client_id) = ada
+        .until("the disk's op", |m| match m {
+            ServerMessage::Op { rev, client_id, .. } => Some((*rev, client_id.clone())),
+            _ => None,
+        })
+        .await?;
+    assert_eq!((new_rev, client_id.as_str()), (rev + 1, "disk"));
+    assert_eq!(ada.open("code.py").await?.1, "print('bye')\n");
+    Ok(())
+}
