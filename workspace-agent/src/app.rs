@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use crate::files::{self, WatchGuard, Workspace};
 use crate::room::Room;
-use crate::terminal::{TerminalConfig, Terminals};
+use crate::snapshot::{Restored, SnapshotError, read_archive};
+use crate::terminal::{TerminalConfig, TerminalSize, Terminals};
 
 /// Most terminals one session may have open.
 pub const MAX_TERMINALS: usize = 8;
@@ -32,6 +33,19 @@ pub enum StartError {
         #[source]
         source: files::FileError,
     },
+    #[error("restoring the snapshot: {0}")]
+    Restore(#[from] SnapshotError),
+    #[error("a terminal from the snapshot: {0}")]
+    Terminal(#[from] crate::terminal::TerminalError),
+}
+
+/// Where a session's previous state comes from.
+#[derive(Debug, Clone)]
+pub enum RestoreFrom {
+    /// An HTTP(S) URL (the gateway's snapshot store). 404 means there is nothing to restore.
+    Url(String),
+    /// A snapshot archive on disk.
+    File(PathBuf),
 }
 
 /// What the state is built from.
@@ -41,6 +55,8 @@ pub struct Settings {
     pub key: TokenKey,
     /// The shell terminals run; the user's default when unset.
     pub shell: Option<String>,
+    /// A snapshot to restore into the (empty) workspace before serving.
+    pub restore: Option<RestoreFrom>,
 }
 
 impl AppState {
@@ -51,6 +67,12 @@ impl AppState {
             source,
         };
         let workspace = Workspace::open(&settings.workspace).map_err(workspace_error)?;
+        // Restore before the watcher starts, so the restored files are the starting tree and
+        // not a burst of "created" events.
+        let restored = match &settings.restore {
+            Some(from) => restore(from, &workspace).await?,
+            None => Restored::default(),
+        };
         let (watch, events) = files::watch(&workspace).await.map_err(workspace_error)?;
         let template = TerminalConfig {
             program: settings.shell.clone(),
@@ -62,6 +84,19 @@ impl AppState {
             ..TerminalConfig::default()
         };
         let terminals = Terminals::new(MAX_TERMINALS);
+        for terminal in &restored.terminals {
+            // The old screen and scrollback above a fresh shell: the processes are gone, what
+            // they printed is not. Lines need CR LF for the emulator.
+            let preamble = format!(
+                "{}\r\n[huddle: session restored]\r\n",
+                terminal.scrollback.trim_end().replace('\n', "\r\n")
+            );
+            terminals.create(TerminalConfig {
+                size: TerminalSize::new(terminal.rows, terminal.cols)?,
+                preamble: Some(preamble.into()),
+                ..template.clone()
+            })?;
+        }
         let room = Room::start(
             &settings.session_id,
             settings.key.clone(),
@@ -69,6 +104,7 @@ impl AppState {
             events,
             terminals,
             template,
+            restored.documents,
         );
         Ok(Self {
             room,
@@ -78,4 +114,38 @@ impl AppState {
             _watch: Arc::new(watch),
         })
     }
+}
+
+/// Fetches and unpacks a snapshot into `workspace`.
+async fn restore(from: &RestoreFrom, workspace: &Workspace) -> Result<Restored, SnapshotError> {
+    let bytes = match from {
+        RestoreFrom::File(path) => tokio::fs::read(path).await?,
+        RestoreFrom::Url(url) => {
+            let response = reqwest::get(url)
+                .await
+                .map_err(|error| SnapshotError::Fetch(error.to_string()))?;
+            if response.status() == reqwest::StatusCode::NOT_FOUND {
+                tracing::info!(%url, "no snapshot to restore; starting fresh");
+                return Ok(Restored::default());
+            }
+            let response = response
+                .error_for_status()
+                .map_err(|error| SnapshotError::Fetch(error.to_string()))?;
+            response
+                .bytes()
+                .await
+                .map_err(|error| SnapshotError::Fetch(error.to_string()))?
+                .to_vec()
+        }
+    };
+    let workspace = workspace.clone();
+    let restored = tokio::task::spawn_blocking(move || read_archive(bytes.as_slice(), &workspace))
+        .await
+        .map_err(|error| SnapshotError::Fetch(error.to_string()))??;
+    tracing::info!(
+        documents = restored.documents.len(),
+        terminals = restored.terminals.len(),
+        "restored the session from its snapshot"
+    );
+    Ok(restored)
 }

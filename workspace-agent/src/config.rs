@@ -6,6 +6,7 @@
 //! | `HUDDLE_SESSION_ID` | the session this agent serves; tokens must name it | `local` |
 //! | `HUDDLE_WORKSPACE` | the folder participants share | `/workspace` |
 //! | `HUDDLE_TOKEN_KEY` | the key participant tokens are signed with (at least 32 bytes) | none: nobody can join |
+//! | `HUDDLE_RESTORE_URL` | where to fetch a snapshot to restore at start (404: start fresh) | none |
 //! | `HUDDLE_SHELL` | the program terminals run | `$SHELL`, else `/bin/bash`, else `/bin/sh` |
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -31,6 +32,7 @@ pub struct Config {
     /// The token signing key; `None` means no token can be valid.
     pub token_key: Option<String>,
     pub shell: Option<String>,
+    pub restore_url: Option<String>,
 }
 
 /// A configuration value that could not be used.
@@ -69,6 +71,7 @@ impl Config {
                 .into(),
             token_key: lookup("HUDDLE_TOKEN_KEY").filter(|key| !key.is_empty()),
             shell: lookup("HUDDLE_SHELL").filter(|shell| !shell.is_empty()),
+            restore_url: lookup("HUDDLE_RESTORE_URL").filter(|url| !url.is_empty()),
         })
     }
 }

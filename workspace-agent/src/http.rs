@@ -8,6 +8,7 @@
 //! | `GET /ws` | the participants' WebSocket (see `ws`) |
 //! | `GET /files/{path}` | download a file (any role) |
 //! | `PUT /files/{path}` | upload a file (owner or editor), at most `TRANSFER_LIMIT` bytes |
+//! | `GET /internal/snapshot` | the session's state as one tar stream (owner token; the gateway uses it before hibernating) |
 //!
 //! File routes take the participant token as `Authorization: Bearer <token>` or `?token=`
 //! (so a download can be a plain link).
@@ -38,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .route(names::AGENT_HEALTH_PATH, get(healthz))
         .route("/ws", get(crate::ws::upgrade))
         .route("/files/{*path}", get(download).put(upload))
+        .route("/internal/snapshot", get(snapshot))
         .layer(DefaultBodyLimit::max(TRANSFER_LIMIT as usize))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -161,4 +163,54 @@ async fn upload(
     }
     state.workspace.write_bytes(&path, &body).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Streams a snapshot: the room saves open documents and hands over their revisions and the
+/// terminals' screens, then the workspace is packed while the response is being sent.
+async fn snapshot(
+    State(state): State<AppState>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let claims = authenticate(&state, &headers, &query)?;
+    if claims.role != huddle_protocol::Role::Owner {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "only the owner may take a snapshot".into(),
+        ));
+    }
+    let captured = state.room.capture().await.ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal,
+            "the room is shutting down".into(),
+        )
+    })?;
+    let (reader, writer) = tokio::io::duplex(64 * 1024);
+    let root = state.workspace.root().to_path_buf();
+    let session_id = state.session_id.to_string();
+    tokio::task::spawn_blocking(move || {
+        let writer = tokio_util::io::SyncIoBridge::new(writer);
+        if let Err(error) = crate::snapshot::write_archive(
+            &root,
+            &session_id,
+            &captured.documents,
+            &captured.terminals,
+            writer,
+        ) {
+            // The stream ends early; the reader sees a truncated archive and fails, which is
+            // what must happen: a partial snapshot is never taken for a whole one.
+            tracing::error!(%error, "writing the snapshot failed");
+        }
+    });
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(reader));
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-tar"),
+        )],
+        body,
+    )
+        .into_response())
 }

@@ -15,6 +15,7 @@ pub mod http;
 pub mod ot;
 pub mod room;
 pub mod shutdown;
+pub mod snapshot;
 pub mod terminal;
 pub mod ws;
 

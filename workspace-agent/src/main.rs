@@ -1,7 +1,7 @@
 //! `huddle-agent`: runs the session pod's agent server until SIGTERM or Ctrl-C.
 
 use anyhow::Context as _;
-use huddle_agent::app::{AppState, Settings};
+use huddle_agent::app::{AppState, RestoreFrom, Settings};
 use huddle_agent::config::{Config, DRAIN_TIMEOUT};
 use huddle_agent::{http, serve, shutdown};
 use huddle_protocol::token::TokenKey;
@@ -26,6 +26,7 @@ async fn main() -> anyhow::Result<()> {
         workspace: config.workspace.clone(),
         key,
         shell: config.shell.clone(),
+        restore: config.restore_url.clone().map(RestoreFrom::Url),
     })
     .await?;
 

@@ -4,7 +4,7 @@
 use anyhow::{Context as _, Result, bail, ensure};
 use base64::Engine as _;
 use futures::{SinkExt as _, StreamExt as _};
-use huddle_agent::app::{AppState, Settings};
+use huddle_agent::app::{AppState, RestoreFrom, Settings};
 use huddle_agent::ot::{AppliedOp, Client, ClientId, TextOperation};
 use huddle_protocol::Role;
 use huddle_protocol::messages::{
@@ -27,6 +27,13 @@ struct Agent {
 }
 
 async fn start_agent(files: &[(&str, &str)]) -> Result<Agent> {
+    start_agent_restoring(files, None).await
+}
+
+async fn start_agent_restoring(
+    files: &[(&str, &str)],
+    restore: Option<RestoreFrom>,
+) -> Result<Agent> {
     let dir = tempfile::tempdir()?;
     for (path, text) in files {
         let path = dir.path().join(path);
@@ -40,6 +47,7 @@ async fn start_agent(files: &[(&str, &str)]) -> Result<Agent> {
         workspace: dir.path().to_path_buf(),
         key: TokenKey::new(KEY)?,
         shell: Some("/bin/sh".into()),
+        restore,
     })
     .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -809,5 +817,321 @@ async fn files_made_in_the_terminal_appear_in_the_tree_and_disk_edits_become_ops
         .await?;
     assert_eq!((new_rev, client_id.as_str()), (rev + 1, "disk"));
     assert_eq!(ada.open("code.py").await?.1, "print('bye')\n");
+    Ok(())
+}
+
+/// Every file under `root` (relative path → bytes, mode, or symlink target), to compare trees.
+fn tree(root: &std::path::Path) -> Result<std::collections::BTreeMap<String, (Vec<u8>, u32)>> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let relative = path.strip_prefix(root)?.to_string_lossy().into_owned();
+            let meta = std::fs::symlink_metadata(&path)?;
+            if meta.file_type().is_symlink() {
+                out.insert(
+                    relative,
+                    (
+                        std::fs::read_link(&path)?
+                            .to_string_lossy()
+                            .as_bytes()
+                            .to_vec(),
+                        0,
+                    ),
+                );
+            } else if meta.is_dir() {
+                stack.push(path);
+            } else {
+                out.insert(
+                    relative,
+                    (std::fs::read(&path)?, meta.permissions().mode() & 0o777),
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn a_snapshot_restores_files_documents_and_terminals_and_resends_stay_exactly_once()
+-> Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let a = start_agent(&[
+        ("a.txt", "one\n"),
+        ("src/main.rs", "fn main() {}\n"),
+        (".git/HEAD", "ref: refs/heads/main\n"),
+    ])
+    .await?;
+    std::fs::write(a.dir.path().join("blob.bin"), [0u8, 159, 146, 150, 255])?;
+    std::fs::write(a.dir.path().join("run.sh"), "#!/bin/sh\necho hi\n")?;
+    std::fs::set_permissions(
+        a.dir.path().join("run.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )?;
+    std::os::unix::fs::symlink("src/main.rs", a.dir.path().join("link.rs"))?;
+
+    let (mut ada, _) = Peer::join(&a, "ada", Role::Owner).await?;
+    ada.open("a.txt").await?;
+    ada.send(&ClientMessage::Op {
+        file: "a.txt".into(),
+        base_rev: 0,
+        seq: 1,
+        op: serde_json::json!([4, "two\n"]),
+    })
+    .await?;
+    // Op 2 is sent and its acknowledgement "lost": the session goes to sleep right after.
+    ada.send(&ClientMessage::Op {
+        file: "a.txt".into(),
+        base_rev: 1,
+        seq: 2,
+        op: serde_json::json!([8, "three\n"]),
+    })
+    .await?;
+    ada.send(&ClientMessage::TerminalOpen { cols: 90, rows: 20 })
+        .await?;
+    let id = ada
+        .until("terminal", |m| match m {
+            ServerMessage::TerminalOpened { id, .. } => Some(*id),
+            _ => None,
+        })
+        .await?;
+    ada.send(&ClientMessage::TerminalAttach { id }).await?;
+    ada.send(&ClientMessage::TerminalInput {
+        id,
+        data: "echo before-sleep\n".into(),
+    })
+    .await?;
+    let mut screen = String::new();
+    ada.terminal_until(id, &mut screen, "before-sleep\r\n")
+        .await?;
+
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/internal/snapshot", a.addr);
+    assert_eq!(http.get(&url).send().await?.status(), 401);
+    assert_eq!(
+        http.get(&url)
+            .bearer_auth(token("vic", Role::Viewer))
+            .send()
+            .await?
+            .status(),
+        403
+    );
+    let archive = http
+        .get(&url)
+        .bearer_auth(token("ada", Role::Owner))
+        .send()
+        .await?;
+    assert_eq!(archive.status(), 200);
+    let archive = archive.bytes().await?;
+    let file = a
+        .dir
+        .path()
+        .parent()
+        .context("no parent")?
+        .join(format!("snapshot-{}.tar", std::process::id()));
+    std::fs::write(&file, &archive)?;
+
+    let b = start_agent_restoring(&[], Some(RestoreFrom::File(file.clone()))).await?;
+    std::fs::remove_file(&file)?;
+    // Files come back byte for byte, with modes and links.
+    assert_eq!(tree(b.dir.path())?, tree(a.dir.path())?);
+    assert_eq!(
+        std::fs::read_to_string(b.dir.path().join("a.txt"))?,
+        "one\ntwo\nthree\n"
+    );
+
+    // The document continues at its revision; the client learns op 2 was applied, and a resend
+    // of it is acknowledged without being applied twice.
+    let (mut back, welcome) = Peer::join(&b, "ada", Role::Owner).await?;
+    let ServerMessage::Welcome { terminals, .. } = welcome else {
+        bail!("no welcome")
+    };
+    back.send(&ClientMessage::Open {
+        file: "a.txt".into(),
+    })
+    .await?;
+    let (rev, text, last_seq) = back
+        .until("document", |m| match m {
+            ServerMessage::Document {
+                rev,
+                text,
+                last_seq,
+                ..
+            } => Some((*rev, text.clone(), *last_seq)),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(
+        (rev, text.as_str(), last_seq),
+        (2, "one\ntwo\nthree\n", Some(2))
+    );
+    back.send(&ClientMessage::Op {
+        file: "a.txt".into(),
+        base_rev: 1,
+        seq: 2,
+        op: serde_json::json!([8, "three\n"]),
+    })
+    .await?;
+    let ack = back
+        .until("ack", |m| match m {
+            ServerMessage::Op { seq, rev, .. } => Some((*seq, *rev)),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(ack, (2, 2));
+    assert_eq!(
+        back.open("a.txt").await?,
+        (2, "one\ntwo\nthree\n".to_owned())
+    );
+
+    // The terminal shows what it showed before the session slept.
+    assert_eq!(terminals.len(), 1);
+    back.send(&ClientMessage::TerminalAttach { id: terminals[0] })
+        .await?;
+    let (cols, rows, data) = back
+        .until("terminal snapshot", |m| match m {
+            ServerMessage::TerminalSnapshot {
+                cols, rows, data, ..
+            } => Some((*cols, *rows, data.clone())),
+            _ => None,
+        })
+        .await?;
+    assert_eq!((cols, rows), (90, 20));
+    let shown = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(data)?)?;
+    assert!(
+        shown.contains("before-sleep") && shown.contains("session restored"),
+        "{shown:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_reconnecting_client_learns_its_op_landed_and_its_resend_is_not_applied_twice()
+-> Result<()> {
+    let agent = start_agent(&[("a.txt", "x")]).await?;
+    let (mut ada, _) = Peer::join(&agent, "ada", Role::Editor).await?;
+    ada.open("a.txt").await?;
+    ada.send(&ClientMessage::Op {
+        file: "a.txt".into(),
+        base_rev: 0,
+        seq: 1,
+        op: serde_json::json!([1, "y"]),
+    })
+    .await?;
+    // The connection dies before the acknowledgement is read.
+    drop(ada);
+    let (mut again, _) = Peer::join(&agent, "ada", Role::Editor).await?;
+    again
+        .send(&ClientMessage::Open {
+            file: "a.txt".into(),
+        })
+        .await?;
+    let (rev, last_seq) = again
+        .until("document", |m| match m {
+            ServerMessage::Document { rev, last_seq, .. } => Some((*rev, *last_seq)),
+            _ => None,
+        })
+        .await?;
+    assert_eq!((rev, last_seq), (1, Some(1)));
+    // A client that resends anyway is acknowledged, and nothing is applied twice.
+    again
+        .send(&ClientMessage::Op {
+            file: "a.txt".into(),
+            base_rev: 0,
+            seq: 1,
+            op: serde_json::json!([1, "y"]),
+        })
+        .await?;
+    let ack = again
+        .until("ack", |m| match m {
+            ServerMessage::Op { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(ack, 1);
+    assert_eq!(again.open("a.txt").await?, (1, "xy".to_owned()));
+    Ok(())
+}
+
+#[tokio::test]
+async fn only_the_owner_deletes_a_non_empty_folder_and_terminals_are_independent() -> Result<()> {
+    let agent = start_agent(&[("dir/file.txt", "keep me")]).await?;
+    let (mut editor, _) = Peer::join(&agent, "ed", Role::Editor).await?;
+    editor
+        .send(&ClientMessage::Delete { path: "dir".into() })
+        .await?;
+    assert_eq!(editor.error().await?.0, ErrorCode::Forbidden);
+    assert!(agent.dir.path().join("dir/file.txt").exists());
+    let (mut owner, _) = Peer::join(&agent, "own", Role::Owner).await?;
+    owner
+        .send(&ClientMessage::Delete { path: "dir".into() })
+        .await?;
+    let deleted = owner
+        .until("deletion", |m| match m {
+            ServerMessage::FileChanged {
+                change: FileChange::Deleted { path },
+            } => Some(path.clone()),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(deleted, "dir");
+    assert!(!agent.dir.path().join("dir").exists());
+
+    // Two terminals, each with its own shell.
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        owner
+            .send(&ClientMessage::TerminalOpen { cols: 80, rows: 24 })
+            .await?;
+        ids.push(
+            owner
+                .until("terminal", |m| match m {
+                    ServerMessage::TerminalOpened { id, .. } => Some(*id),
+                    _ => None,
+                })
+                .await?,
+        );
+    }
+    assert_ne!(ids[0], ids[1]);
+    for (n, id) in ids.iter().enumerate() {
+        owner
+            .send(&ClientMessage::TerminalAttach { id: *id })
+            .await?;
+        owner
+            .send(&ClientMessage::TerminalInput {
+                id: *id,
+                data: format!("cd /tmp && echo term-{n}-$PWD\n"),
+            })
+            .await?;
+    }
+    let mut screen = String::new();
+    owner
+        .terminal_until(ids[1], &mut screen, "term-1-/tmp")
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn followers_get_a_periodic_checksum_of_the_text() -> Result<()> {
+    let agent = start_agent(&[("a.txt", "abc")]).await?;
+    let (mut ada, _) = Peer::join(&agent, "ada", Role::Editor).await?;
+    ada.open("a.txt").await?;
+    ada.send(&ClientMessage::Op {
+        file: "a.txt".into(),
+        base_rev: 0,
+        seq: 1,
+        op: serde_json::json!([3, "déf"]),
+    })
+    .await?;
+    let (rev, checksum) = ada
+        .until("a checksum", |m| match m {
+            ServerMessage::Checksum { rev, checksum, .. } => Some((*rev, *checksum)),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(rev, 1);
+    assert_eq!(checksum, huddle_agent::ot::checksum::checksum_str("abcdéf"));
     Ok(())
 }

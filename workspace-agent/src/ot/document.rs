@@ -89,6 +89,30 @@ pub struct Document {
 }
 
 impl Document {
+    /// A document brought back from a snapshot: `text` at revision `rev`, remembering each
+    /// client's last applied `(seq, rev)` so a resend after the session wakes up is still
+    /// recognised. No history is kept from before: a client further behind than `rev` reloads.
+    pub fn restored(
+        text: &str,
+        rev: u64,
+        clients: impl IntoIterator<Item = (ClientId, u64, u64)>,
+    ) -> Self {
+        let mut document = Self::new(text);
+        document.rev = rev;
+        document.last_seq = clients
+            .into_iter()
+            .map(|(client, seq, applied_rev)| (client, (seq, applied_rev)))
+            .collect();
+        document
+    }
+
+    /// Every client's last applied `(seq, rev)`, for a snapshot.
+    pub fn clients(&self) -> impl Iterator<Item = (&ClientId, u64, u64)> {
+        self.last_seq
+            .iter()
+            .map(|(client, (seq, rev))| (client, *seq, *rev))
+    }
+
     /// A document with `text` at revision 0, keeping [`HISTORY_LIMIT`] operations.
     pub fn new(text: &str) -> Self {
         Self::with_history_limit(text, HISTORY_LIMIT)

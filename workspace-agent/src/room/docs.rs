@@ -53,6 +53,25 @@ impl OpenDoc {
         }
     }
 
+    /// A document brought back from a snapshot at its revision.
+    pub fn restored(state: &crate::snapshot::DocumentState) -> Self {
+        let clients = state
+            .clients
+            .iter()
+            .map(|(client, seq, rev)| (crate::ot::ClientId(client.clone()), *seq, *rev));
+        let doc = crate::ot::Document::restored(&state.text, state.rev, clients);
+        Self {
+            texts: VecDeque::from([(state.rev, doc.text().clone())]),
+            doc,
+            followers: HashSet::new(),
+            cursors: HashMap::new(),
+            on_disk: state.text.clone(),
+            disk_rev: state.rev,
+            dirty: None,
+            checksummed_rev: state.rev,
+        }
+    }
+
     /// Records an applied edit: its text for cursor placement, and the file for write-back.
     pub fn applied(&mut self, now: Instant) {
         self.texts

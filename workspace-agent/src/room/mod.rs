@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 
 use crate::files::{Content, Entry, EntryKind, FileError, FileEvent, Workspace};
 use crate::ot::{ClientId, DocError, Outcome, TextOperation};
+use crate::snapshot::{DocumentState, TerminalState};
 use crate::terminal::{TerminalConfig, TerminalError, TerminalSize, Terminals};
 use docs::OpenDoc;
 use presence::{ConnId, Joined, Presence};
@@ -54,12 +55,22 @@ pub enum Command {
     Left {
         conn: ConnId,
     },
+    /// Save every open document to disk and hand over what a snapshot needs.
+    Capture {
+        reply: oneshot::Sender<Captured>,
+    },
     /// A frame from `conn` that could not be used; tell it why.
     Error {
         conn: ConnId,
         code: ErrorCode,
         message: String,
     },
+}
+
+/// The room's part of a snapshot: open documents at their revisions and terminal screens.
+pub struct Captured {
+    pub documents: Vec<DocumentState>,
+    pub terminals: Vec<TerminalState>,
 }
 
 /// A handle to the room task.
@@ -79,8 +90,13 @@ impl Room {
         file_events: mpsc::Receiver<FileEvent>,
         terminals: Terminals,
         terminal_template: TerminalConfig,
+        restored: Vec<DocumentState>,
     ) -> Self {
         let (commands, inbox) = mpsc::channel(1024);
+        let docs = restored
+            .iter()
+            .map(|state| (state.path.clone(), OpenDoc::restored(state)))
+            .collect();
         let state = State {
             session_id: session_id.to_owned(),
             key,
@@ -89,7 +105,7 @@ impl Room {
             terminal_template,
             presence: Presence::default(),
             outboxes: HashMap::new(),
-            docs: HashMap::new(),
+            docs,
             last_checksums: Instant::now(),
         };
         tokio::spawn(state.run(inbox, file_events));
@@ -102,6 +118,15 @@ impl Room {
 
     pub async fn send(&self, command: Command) -> bool {
         self.commands.send(command).await.is_ok()
+    }
+
+    /// Saves open documents and returns what a snapshot needs from the room.
+    pub async fn capture(&self) -> Option<Captured> {
+        let (reply, captured) = oneshot::channel();
+        if !self.send(Command::Capture { reply }).await {
+            return None;
+        }
+        captured.await.ok()
     }
 }
 
@@ -166,6 +191,10 @@ impl State {
                 }
             }
             Command::Left { conn } => self.leave(conn),
+            Command::Capture { reply } => {
+                self.write_back(true).await;
+                let _ = reply.send(self.capture());
+            }
             Command::Error {
                 conn,
                 code,
@@ -640,6 +669,42 @@ impl State {
             }
             Ok(Outcome::Duplicate { .. }) => {}
             Err(error) => warn!(%path, %error, "could not apply a disk change"),
+        }
+    }
+
+    fn capture(&self) -> Captured {
+        let documents = self
+            .docs
+            .iter()
+            .map(|(path, doc)| DocumentState {
+                path: path.clone(),
+                rev: doc.doc.rev(),
+                text: doc.doc.text().to_string(),
+                clients: doc
+                    .doc
+                    .clients()
+                    .map(|(client, seq, rev)| (client.0.clone(), seq, rev))
+                    .collect(),
+            })
+            .collect();
+        let terminals = self
+            .terminals
+            .list()
+            .into_iter()
+            .filter(|info| info.exit_code.is_none())
+            .filter_map(|info| {
+                let terminal = self.terminals.get(info.id)?;
+                Some(TerminalState {
+                    id: info.id,
+                    cols: info.size.cols,
+                    rows: info.size.rows,
+                    scrollback: terminal.scrollback_text(),
+                })
+            })
+            .collect();
+        Captured {
+            documents,
+            terminals,
         }
     }
 

@@ -49,6 +49,9 @@ pub struct TerminalConfig {
     pub scrollback_lines: usize,
     /// Output chunks a viewer may fall behind by before it is resynchronised with a snapshot.
     pub output_queue: usize,
+    /// Output shown before the shell's own: a restored session's old scrollback, so the
+    /// people who come back see what the terminal showed when it went to sleep.
+    pub preamble: Option<bytes::Bytes>,
 }
 
 impl Default for TerminalConfig {
@@ -62,6 +65,7 @@ impl Default for TerminalConfig {
             scrollback_lines: 500,
             // A read is at most 8 KiB, so a viewer may be up to ~2 MiB behind before resync.
             output_queue: 256,
+            preamble: None,
         }
     }
 }

@@ -67,6 +67,9 @@ impl Terminal {
             config.scrollback_lines,
             config.output_queue,
         ));
+        if let Some(preamble) = &config.preamble {
+            shared.output(preamble);
+        }
         let (input, input_rx) = mpsc::channel(INPUT_QUEUE);
         let started = (|| {
             let reader = pty
