@@ -1135,3 +1135,54 @@ async fn followers_get_a_periodic_checksum_of_the_text() -> Result<()> {
     assert_eq!(checksum, huddle_agent::ot::checksum::checksum_str("abcdéf"));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_client_too_far_behind_gets_a_fresh_copy() -> Result<()> {
+    let agent = start_agent(&[("a.txt", "")]).await?;
+    let (mut ada, _) = Peer::join(&agent, "ada", Role::Editor).await?;
+    let (mut bob, _) = Peer::join(&agent, "bob", Role::Editor).await?;
+    ada.open("a.txt").await?;
+    bob.open("a.txt").await?;
+    // Bob types more than the server keeps history for, one acknowledged op at a time.
+    let ops = huddle_agent::ot::document::HISTORY_LIMIT as u64 + 5;
+    for seq in 1..=ops {
+        let len = seq - 1;
+        let op = if len == 0 {
+            serde_json::json!(["b"])
+        } else {
+            serde_json::json!([len, "b"])
+        };
+        bob.send(&ClientMessage::Op {
+            file: "a.txt".into(),
+            base_rev: len,
+            seq,
+            op,
+        })
+        .await?;
+        bob.until("ack", |m| match m {
+            ServerMessage::Op {
+                seq: s, client_id, ..
+            } if *s == seq && client_id == "tab-bob" => Some(()),
+            _ => None,
+        })
+        .await?;
+    }
+    // Ada, still at revision 0, sends an edit: it cannot be transformed any more.
+    ada.send(&ClientMessage::Op {
+        file: "a.txt".into(),
+        base_rev: 0,
+        seq: 1,
+        op: serde_json::json!(["a"]),
+    })
+    .await?;
+    let (rev, text) = ada
+        .until("a fresh copy", |m| match m {
+            ServerMessage::Document { rev, text, .. } => Some((*rev, text.clone())),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(rev, ops);
+    assert_eq!(text, "b".repeat(ops as usize));
+    assert_eq!(ada.error().await?.0, ErrorCode::Resync);
+    Ok(())
+}
