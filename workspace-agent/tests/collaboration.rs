@@ -176,6 +176,31 @@ impl Peer {
         .await
     }
 
+    /// Opens a terminal and returns its id once the agent announces it.
+    async fn open_terminal(&mut self, cols: u16, rows: u16) -> Result<u32> {
+        self.send(&ClientMessage::TerminalOpen { cols, rows })
+            .await?;
+        self.until("a terminal", |m| match m {
+            ServerMessage::TerminalOpened { id, .. } => Some(*id),
+            _ => None,
+        })
+        .await
+    }
+
+    /// The next terminal snapshot: size and decoded text.
+    async fn terminal_snapshot(&mut self) -> Result<(u16, u16, String)> {
+        let (cols, rows, data) = self
+            .until("a terminal snapshot", |m| match m {
+                ServerMessage::TerminalSnapshot {
+                    cols, rows, data, ..
+                } => Some((*cols, *rows, data.clone())),
+                _ => None,
+            })
+            .await?;
+        let text = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(data)?)?;
+        Ok((cols, rows, text))
+    }
+
     /// Reads the terminal's output (snapshots and chunks) until it contains `needle`.
     async fn terminal_until(&mut self, id: u32, screen: &mut String, needle: &str) -> Result<()> {
         while !screen.contains(needle) {
@@ -548,15 +573,7 @@ async fn cursors_arrive_with_colour_and_stay_put_while_others_type() -> Result<(
 async fn a_viewer_can_read_but_not_edit_type_or_change_files() -> Result<()> {
     let agent = start_agent(&[("a.txt", "abc")]).await?;
     let (mut owner, _) = Peer::join(&agent, "own", Role::Owner).await?;
-    owner
-        .send(&ClientMessage::TerminalOpen { cols: 80, rows: 24 })
-        .await?;
-    let id = owner
-        .until("terminal opened", |m| match m {
-            ServerMessage::TerminalOpened { id, .. } => Some(*id),
-            _ => None,
-        })
-        .await?;
+    let id = owner.open_terminal(80, 24).await?;
     let (mut viewer, _) = Peer::join(&agent, "vic", Role::Viewer).await?;
     let (rev, text) = viewer.open("a.txt").await?;
     assert_eq!(text, "abc");
@@ -637,17 +654,7 @@ async fn a_viewer_can_read_but_not_edit_type_or_change_files() -> Result<()> {
 async fn the_terminal_echoes_in_order_and_a_late_joiner_sees_the_screen() -> Result<()> {
     let agent = start_agent(&[]).await?;
     let (mut ada, _) = Peer::join(&agent, "ada", Role::Editor).await?;
-    ada.send(&ClientMessage::TerminalOpen {
-        cols: 100,
-        rows: 30,
-    })
-    .await?;
-    let id = ada
-        .until("terminal", |m| match m {
-            ServerMessage::TerminalOpened { id, .. } => Some(*id),
-            _ => None,
-        })
-        .await?;
+    let id = ada.open_terminal(100, 30).await?;
     ada.send(&ClientMessage::TerminalAttach { id }).await?;
     let mut screen = String::new();
     ada.send(&ClientMessage::TerminalInput {
@@ -683,16 +690,8 @@ async fn the_terminal_echoes_in_order_and_a_late_joiner_sees_the_screen() -> Res
     };
     assert_eq!(terminals, vec![id]);
     bob.send(&ClientMessage::TerminalAttach { id }).await?;
-    let (cols, rows, snapshot) = bob
-        .until("snapshot", |m| match m {
-            ServerMessage::TerminalSnapshot {
-                cols, rows, data, ..
-            } => Some((*cols, *rows, data.clone())),
-            _ => None,
-        })
-        .await?;
+    let (cols, rows, snapshot) = bob.terminal_snapshot().await?;
     assert_eq!((cols, rows), (100, 30));
-    let snapshot = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(snapshot)?)?;
     assert!(
         snapshot.contains("n-99") && snapshot.contains("n-50"),
         "snapshot lacks recent output"
@@ -764,14 +763,7 @@ async fn files_made_in_the_terminal_appear_in_the_tree_and_disk_edits_become_ops
     };
     assert!(tree.iter().any(|e| e.path == "code.py" && !e.binary));
     let (rev, _) = ada.open("code.py").await?;
-    ada.send(&ClientMessage::TerminalOpen { cols: 80, rows: 24 })
-        .await?;
-    let id = ada
-        .until("terminal", |m| match m {
-            ServerMessage::TerminalOpened { id, .. } => Some(*id),
-            _ => None,
-        })
-        .await?;
+    let id = ada.open_terminal(80, 24).await?;
     ada.send(&ClientMessage::TerminalInput {
         id,
         data: "mkdir src && printf 'x' > src/new.txt && printf '\\000\\001' > blob.bin\n".into(),
@@ -889,14 +881,7 @@ async fn a_snapshot_restores_files_documents_and_terminals_and_resends_stay_exac
         op: serde_json::json!([8, "three\n"]),
     })
     .await?;
-    ada.send(&ClientMessage::TerminalOpen { cols: 90, rows: 20 })
-        .await?;
-    let id = ada
-        .until("terminal", |m| match m {
-            ServerMessage::TerminalOpened { id, .. } => Some(*id),
-            _ => None,
-        })
-        .await?;
+    let id = ada.open_terminal(90, 20).await?;
     ada.send(&ClientMessage::TerminalAttach { id }).await?;
     ada.send(&ClientMessage::TerminalInput {
         id,
@@ -990,16 +975,8 @@ async fn a_snapshot_restores_files_documents_and_terminals_and_resends_stay_exac
     assert_eq!(terminals.len(), 1);
     back.send(&ClientMessage::TerminalAttach { id: terminals[0] })
         .await?;
-    let (cols, rows, data) = back
-        .until("terminal snapshot", |m| match m {
-            ServerMessage::TerminalSnapshot {
-                cols, rows, data, ..
-            } => Some((*cols, *rows, data.clone())),
-            _ => None,
-        })
-        .await?;
+    let (cols, rows, shown) = back.terminal_snapshot().await?;
     assert_eq!((cols, rows), (90, 20));
-    let shown = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(data)?)?;
     assert!(
         shown.contains("before-sleep") && shown.contains("session restored"),
         "{shown:?}"
@@ -1082,17 +1059,7 @@ async fn only_the_owner_deletes_a_non_empty_folder_and_terminals_are_independent
     // Two terminals, each with its own shell.
     let mut ids = Vec::new();
     for _ in 0..2 {
-        owner
-            .send(&ClientMessage::TerminalOpen { cols: 80, rows: 24 })
-            .await?;
-        ids.push(
-            owner
-                .until("terminal", |m| match m {
-                    ServerMessage::TerminalOpened { id, .. } => Some(*id),
-                    _ => None,
-                })
-                .await?,
-        );
+        ids.push(owner.open_terminal(80, 24).await?);
     }
     assert_ne!(ids[0], ids[1]);
     for (n, id) in ids.iter().enumerate() {

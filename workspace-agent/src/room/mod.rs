@@ -488,10 +488,7 @@ impl State {
                     seq,
                     op: serde_json::to_value(&op_transformed).unwrap_or_default(),
                 };
-                let followers: Vec<ConnId> = doc.followers.iter().copied().collect();
-                for follower in followers {
-                    self.send(follower, message.clone());
-                }
+                self.send_to_followers(file, message, None);
                 Ok(())
             }
             Ok(Outcome::Duplicate { rev }) => {
@@ -574,15 +571,7 @@ impl State {
             color: color.to_owned(),
             ranges: docs::selection_to_wire(doc.doc.text(), &current),
         };
-        let followers: Vec<ConnId> = doc
-            .followers
-            .iter()
-            .copied()
-            .filter(|c| *c != conn)
-            .collect();
-        for follower in followers {
-            self.send(follower, message.clone());
-        }
+        self.send_to_followers(file, message, Some(conn));
         Ok(())
     }
 
@@ -662,10 +651,7 @@ impl State {
                     seq,
                     op: serde_json::to_value(&op_transformed).unwrap_or_default(),
                 };
-                let followers: Vec<ConnId> = doc.followers.iter().copied().collect();
-                for follower in followers {
-                    self.send(follower, message.clone());
-                }
+                self.send_to_followers(path, message, None);
             }
             Ok(Outcome::Duplicate { .. }) => {}
             Err(error) => warn!(%path, %error, "could not apply a disk change"),
@@ -769,6 +755,22 @@ impl State {
             // reconnect and get fresh documents.
             warn!(conn, "connection cannot keep up; disconnecting it");
             self.leave(conn);
+        }
+    }
+
+    /// Sends `message` to everyone following `file`, except `except`.
+    fn send_to_followers(&mut self, file: &str, message: ServerMessage, except: Option<ConnId>) {
+        let Some(doc) = self.docs.get(file) else {
+            return;
+        };
+        let followers: Vec<ConnId> = doc
+            .followers
+            .iter()
+            .copied()
+            .filter(|c| Some(*c) != except)
+            .collect();
+        for follower in followers {
+            self.send(follower, message.clone());
         }
     }
 
