@@ -85,17 +85,7 @@ impl AppState {
         };
         let terminals = Terminals::new(MAX_TERMINALS);
         for terminal in &restored.terminals {
-            // The old screen and scrollback above a fresh shell: the processes are gone, what
-            // they printed is not. Lines need CR LF for the emulator.
-            let preamble = format!(
-                "{}\r\n[huddle: session restored]\r\n",
-                terminal.scrollback.trim_end().replace('\n', "\r\n")
-            );
-            terminals.create(TerminalConfig {
-                size: TerminalSize::new(terminal.rows, terminal.cols)?,
-                preamble: Some(preamble.into()),
-                ..template.clone()
-            })?;
+            terminals.create(restored_terminal(&template, terminal)?)?;
         }
         let room = Room::start(
             &settings.session_id,
@@ -148,4 +138,22 @@ async fn restore(from: &RestoreFrom, workspace: &Workspace) -> Result<Restored, 
         "restored the session from its snapshot"
     );
     Ok(restored)
+}
+
+/// A terminal to stand in for one from a snapshot: the old screen and scrollback above a fresh
+/// shell. The processes are gone; what they printed is not.
+pub fn restored_terminal(
+    template: &TerminalConfig,
+    terminal: &crate::snapshot::TerminalState,
+) -> Result<TerminalConfig, crate::terminal::TerminalError> {
+    // Lines need CR LF for the emulator.
+    let preamble = format!(
+        "{}\r\n[huddle: session restored]\r\n",
+        terminal.scrollback.trim_end().replace('\n', "\r\n")
+    );
+    Ok(TerminalConfig {
+        size: TerminalSize::new(terminal.rows, terminal.cols)?,
+        preamble: Some(preamble.into()),
+        ..template.clone()
+    })
 }

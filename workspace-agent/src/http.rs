@@ -8,6 +8,7 @@
 //! | `GET /ws` | the participants' WebSocket (see `ws`) |
 //! | `GET /files/{path}` | download a file (any role) |
 //! | `PUT /files/{path}` | upload a file (owner or editor), at most `TRANSFER_LIMIT` bytes |
+//! | `PUT /internal/restore` | restore a snapshot into this agent before anyone joined (owner token; 409 if the workspace is not empty) |
 //! | `GET /internal/snapshot` | the session's state as one tar stream (owner token; the gateway uses it before hibernating) |
 //!
 //! File routes take the participant token as `Authorization: Bearer <token>` or `?token=`
@@ -29,6 +30,9 @@ use tower_http::trace::TraceLayer;
 use crate::app::AppState;
 use crate::files::{FileError, TRANSFER_LIMIT};
 
+/// Largest snapshot accepted by `PUT /internal/restore`.
+pub const RESTORE_LIMIT: usize = 4 * 1024 * 1024 * 1024;
+
 /// The agent's banner: its name and the crate version it was built from.
 pub const BANNER: &str = concat!("huddle-agent ", env!("CARGO_PKG_VERSION"));
 
@@ -40,6 +44,10 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(crate::ws::upgrade))
         .route("/files/{*path}", get(download).put(upload))
         .route("/internal/snapshot", get(snapshot))
+        .route(
+            "/internal/restore",
+            axum::routing::put(restore).layer(DefaultBodyLimit::max(RESTORE_LIMIT)),
+        )
         .layer(DefaultBodyLimit::max(TRANSFER_LIMIT as usize))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -213,4 +221,50 @@ async fn snapshot(
         body,
     )
         .into_response())
+}
+
+/// Restores a snapshot pushed by the gateway into a fresh agent: the workspace must be empty
+/// and nobody may have joined, so nothing anyone did is overwritten.
+async fn restore(
+    State(state): State<AppState>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let claims = authenticate(&state, &headers, &query)?;
+    if claims.role != huddle_protocol::Role::Owner {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "only the owner may restore".into(),
+        ));
+    }
+    let conflict =
+        |message: String| ApiError(StatusCode::CONFLICT, ErrorCode::AlreadyExists, message);
+    if !state.workspace.list_tree().await?.entries.is_empty() {
+        return Err(conflict(
+            "the workspace is not empty; restore only into a fresh agent".into(),
+        ));
+    }
+    let workspace = state.workspace.clone();
+    let restored = tokio::task::spawn_blocking(move || {
+        crate::snapshot::read_archive(body.as_ref(), &workspace)
+    })
+    .await
+    .map_err(|error| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            error.to_string(),
+        )
+    })?
+    .map_err(|error| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::Malformed,
+            error.to_string(),
+        )
+    })?;
+    state.room.restore(restored).await.map_err(conflict)?;
+    Ok(StatusCode::NO_CONTENT)
 }

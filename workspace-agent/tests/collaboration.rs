@@ -1153,3 +1153,62 @@ async fn a_client_too_far_behind_gets_a_fresh_copy() -> Result<()> {
     assert_eq!(ada.error().await?.0, ErrorCode::Resync);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_snapshot_can_be_pushed_into_a_fresh_agent_once() -> Result<()> {
+    let a = start_agent(&[("notes.txt", "from a\n")]).await?;
+    let http = reqwest::Client::new();
+    let owner = token("own", Role::Owner);
+    let archive = http
+        .get(format!("http://{}/internal/snapshot", a.addr))
+        .bearer_auth(&owner)
+        .send()
+        .await?
+        .bytes()
+        .await?;
+
+    let b = start_agent(&[]).await?;
+    let url = format!("http://{}/internal/restore", b.addr);
+    let viewer = http
+        .put(&url)
+        .bearer_auth(token("vic", Role::Viewer))
+        .body(archive.clone())
+        .send()
+        .await?;
+    assert_eq!(viewer.status(), 403);
+    let garbage = http
+        .put(&url)
+        .bearer_auth(&owner)
+        .body("not a tar")
+        .send()
+        .await?;
+    assert_eq!(garbage.status(), 400);
+    assert_eq!(
+        std::fs::read_dir(b.dir.path())?.count(),
+        0,
+        "a failed restore left files behind"
+    );
+    let pushed = http
+        .put(&url)
+        .bearer_auth(&owner)
+        .body(archive.clone())
+        .send()
+        .await?;
+    assert_eq!(pushed.status(), 204);
+    assert_eq!(
+        std::fs::read_to_string(b.dir.path().join("notes.txt"))?,
+        "from a\n"
+    );
+    let again = http
+        .put(&url)
+        .bearer_auth(&owner)
+        .body(archive)
+        .send()
+        .await?;
+    assert_eq!(
+        again.status(),
+        409,
+        "a second restore must not overwrite the session"
+    );
+    Ok(())
+}

@@ -59,6 +59,11 @@ pub enum Command {
     Capture {
         reply: oneshot::Sender<Captured>,
     },
+    /// Bring back a snapshot's documents and terminals; only into an untouched room.
+    Restore {
+        restored: crate::snapshot::Restored,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// A frame from `conn` that could not be used; tell it why.
     Error {
         conn: ConnId,
@@ -118,6 +123,16 @@ impl Room {
 
     pub async fn send(&self, command: Command) -> bool {
         self.commands.send(command).await.is_ok()
+    }
+
+    /// Hands a restored snapshot's documents and terminals to a room nobody has used yet.
+    pub async fn restore(&self, restored: crate::snapshot::Restored) -> Result<(), String> {
+        let (reply, done) = oneshot::channel();
+        if !self.send(Command::Restore { restored, reply }).await {
+            return Err("the room is shutting down".into());
+        }
+        done.await
+            .map_err(|_| "the room is shutting down".to_owned())?
     }
 
     /// Saves open documents and returns what a snapshot needs from the room.
@@ -191,6 +206,9 @@ impl State {
                 }
             }
             Command::Left { conn } => self.leave(conn),
+            Command::Restore { restored, reply } => {
+                let _ = reply.send(self.restore(restored));
+            }
             Command::Capture { reply } => {
                 self.write_back(true).await;
                 let _ = reply.send(self.capture());
@@ -656,6 +674,29 @@ impl State {
             Ok(Outcome::Duplicate { .. }) => {}
             Err(error) => warn!(%path, %error, "could not apply a disk change"),
         }
+    }
+
+    fn restore(&mut self, restored: crate::snapshot::Restored) -> Result<(), String> {
+        if !self.presence.is_empty() || !self.docs.is_empty() || !self.terminals.ids().is_empty() {
+            return Err("the session is already in use; restore only into a fresh agent".into());
+        }
+        for terminal in &restored.terminals {
+            let config = crate::app::restored_terminal(&self.terminal_template, terminal)
+                .map_err(|error| error.to_string())?;
+            self.terminals
+                .create(config)
+                .map_err(|error| error.to_string())?;
+        }
+        for state in &restored.documents {
+            self.docs
+                .insert(state.path.clone(), OpenDoc::restored(state));
+        }
+        info!(
+            documents = restored.documents.len(),
+            terminals = restored.terminals.len(),
+            "restored a snapshot"
+        );
+        Ok(())
     }
 
     fn capture(&self) -> Captured {
