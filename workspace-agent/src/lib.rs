@@ -12,7 +12,8 @@ pub mod app;
 pub mod config;
 pub mod files;
 pub mod http;
-pub mod ot;
+/// The OT core lives in its own crate; re-exported here as the agent serves it.
+pub use huddle_ot as ot;
 pub mod room;
 pub mod shutdown;
 pub mod snapshot;

@@ -1,4 +1,5 @@
-//! Collaborative editing core: central-server operational transformation (Jupiter / ot.js).
+//! `huddle-ot`: the collaborative editing core, central-server operational transformation
+//! (Jupiter / ot.js).
 //!
 //! - [`operation`]: text operations, `compose`, `transform`, the ot.js JSON wire format;
 //! - [`document`]: the server's authoritative copy of a file (revision, bounded history, dedupe);
@@ -7,7 +8,7 @@
 //! - [`checksum`]: the CRC-32 broadcast to detect divergence.
 //!
 //! Positions and lengths everywhere are Unicode code points. The networking (messages, rooms,
-//! broadcast) lives elsewhere; this module is pure and synchronous.
+//! broadcast) lives in the agent; this crate is pure and synchronous.
 
 pub mod checksum;
 pub mod client;

@@ -21,6 +21,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// this; the limit keeps a single hostile message from growing a document without bound.
 pub const MAX_INSERT_BYTES: usize = 1024 * 1024;
 
+/// Largest length an operation may have or imply: 2^53 - 1, the largest integer a browser's
+/// `JSON.parse` reads exactly. Anything longer could not round-trip to the web client (and no
+/// document is that long); the fuzzer found that a delete of 2^63 parsed but could not be sent.
+pub const MAX_LENGTH: usize = (1 << 53) - 1;
+
 /// Why an operation could not be built, applied, composed or transformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OtError {
@@ -38,7 +43,7 @@ pub enum OtError {
     TransformMismatch { a: usize, b: usize },
     #[error("operation inserts {bytes} bytes, more than the limit of {limit}")]
     TooLarge { bytes: usize, limit: usize },
-    #[error("operation lengths overflow")]
+    #[error("operation lengths exceed 2^53 - 1")]
     LengthOverflow,
 }
 
@@ -121,6 +126,9 @@ impl TextOperation {
                 }
             }
             op.push(c);
+            if op.base_len > MAX_LENGTH || op.target_len > MAX_LENGTH {
+                return Err(OtError::LengthOverflow);
+            }
         }
         Ok(op)
     }
@@ -478,15 +486,20 @@ impl<'de> Deserialize<'de> for WireComponent {
                 if v == 0 {
                     return Err(E::custom("zero-length component"));
                 }
-                let n = usize::try_from(v).map_err(|_| E::custom("retain too long"))?;
+                let n = usize::try_from(v)
+                    .ok()
+                    .filter(|n| *n <= MAX_LENGTH)
+                    .ok_or_else(|| E::custom("retain longer than 2^53 - 1"))?;
                 Ok(WireComponent(Component::Retain(n)))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
                 if v >= 0 {
                     return self.visit_u64(v.unsigned_abs());
                 }
-                let n =
-                    usize::try_from(v.unsigned_abs()).map_err(|_| E::custom("delete too long"))?;
+                let n = usize::try_from(v.unsigned_abs())
+                    .ok()
+                    .filter(|n| *n <= MAX_LENGTH)
+                    .ok_or_else(|| E::custom("delete longer than 2^53 - 1"))?;
                 Ok(WireComponent(Component::Delete(n)))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
@@ -540,6 +553,28 @@ mod tests {
 
     fn op(json: &str) -> TextOperation {
         serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn lengths_a_browser_cannot_represent_are_refused() {
+        // Found by the op_decode_apply fuzz target: these parsed but could not be serialized.
+        for json in [
+            "[-9223372036854775808]",
+            "[2,-9223372036854775808]",
+            "[9007199254740992]",
+            "[-4503599627370496,-4503599627370496]",
+        ] {
+            assert!(
+                serde_json::from_str::<TextOperation>(json).is_err(),
+                "{json} accepted"
+            );
+        }
+        let largest = op("[-9007199254740991]");
+        let wire = serde_json::to_string(&largest).unwrap();
+        assert_eq!(
+            serde_json::from_str::<TextOperation>(&wire).unwrap(),
+            largest
+        );
     }
 
     #[test]
