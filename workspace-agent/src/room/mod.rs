@@ -499,14 +499,7 @@ impl State {
                 op_transformed,
             }) => {
                 doc.applied(Instant::now());
-                let message = ServerMessage::Op {
-                    file: file.to_owned(),
-                    rev,
-                    client_id: client_id.to_owned(),
-                    seq,
-                    op: serde_json::to_value(&op_transformed).unwrap_or_default(),
-                };
-                self.send_to_followers(file, message, None);
+                self.broadcast_op(file, rev, client_id, seq, &op_transformed);
                 Ok(())
             }
             Ok(Outcome::Duplicate { rev }) => {
@@ -662,14 +655,7 @@ impl State {
             }) => {
                 doc.applied(Instant::now());
                 doc.disk_rev = rev;
-                let message = ServerMessage::Op {
-                    file: path.to_owned(),
-                    rev,
-                    client_id: DISK_CLIENT.to_owned(),
-                    seq,
-                    op: serde_json::to_value(&op_transformed).unwrap_or_default(),
-                };
-                self.send_to_followers(path, message, None);
+                self.broadcast_op(path, rev, DISK_CLIENT, seq, &op_transformed);
             }
             Ok(Outcome::Duplicate { .. }) => {}
             Err(error) => warn!(%path, %error, "could not apply a disk change"),
@@ -797,6 +783,26 @@ impl State {
             warn!(conn, "connection cannot keep up; disconnecting it");
             self.leave(conn);
         }
+    }
+
+    /// Sends an applied op to everyone following `file`; its author takes it as the ack.
+    fn broadcast_op(
+        &mut self,
+        file: &str,
+        rev: u64,
+        client_id: &str,
+        seq: u64,
+        op: &TextOperation,
+    ) {
+        let message = ServerMessage::Op {
+            file: file.to_owned(),
+            rev,
+            client_id: client_id.to_owned(),
+            seq,
+            // A text operation is plain data; serializing it cannot fail.
+            op: serde_json::to_value(op).unwrap_or_default(),
+        };
+        self.send_to_followers(file, message, None);
     }
 
     /// Sends `message` to everyone following `file`, except `except`.
