@@ -2,7 +2,7 @@
 //! person in it, and what the disk holds, so edits are written back (debounced) and a change
 //! made on disk by something else becomes an op for everyone.
 
-use huddle_protocol::messages::{Position, Range as WireRange};
+use huddle_protocol::messages::{Position, Range as WireRange, ServerMessage};
 use ropey::Rope;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -69,6 +69,19 @@ impl OpenDoc {
             disk_rev: state.rev,
             dirty: None,
             checksummed_rev: state.rev,
+        }
+    }
+
+    /// The full text at the current revision, for `client`: what `open` answers and what a
+    /// client too far behind receives to start over.
+    pub fn document_message(&self, file: &str, client: &crate::ot::ClientId) -> ServerMessage {
+        let (rev, text) = self.doc.snapshot();
+        ServerMessage::Document {
+            file: file.to_owned(),
+            rev,
+            text,
+            checksum: self.doc.checksum(),
+            last_seq: self.doc.last_seq(client),
         }
     }
 

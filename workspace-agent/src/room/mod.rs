@@ -445,14 +445,8 @@ impl State {
             return Err((ErrorCode::Internal, "document vanished".into()));
         };
         doc.followers.insert(conn);
-        let (rev, text) = doc.doc.snapshot();
-        let document = ServerMessage::Document {
-            file: file.to_owned(),
-            rev,
-            text,
-            checksum: doc.doc.checksum(),
-            last_seq: doc.doc.last_seq(&ClientId(client_id.to_owned())),
-        };
+        let document = doc.document_message(file, &ClientId(client_id.to_owned()));
+        let rev = doc.doc.rev();
         let cursors: Vec<ServerMessage> = doc
             .cursors
             .iter()
@@ -518,14 +512,7 @@ impl State {
                 Ok(())
             }
             Err(DocError::TooFarBehind { .. }) => {
-                let (rev, text) = doc.doc.snapshot();
-                let document = ServerMessage::Document {
-                    file: file.to_owned(),
-                    rev,
-                    text,
-                    checksum: doc.doc.checksum(),
-                    last_seq: doc.doc.last_seq(&client),
-                };
+                let document = doc.document_message(file, &client);
                 self.send(conn, document);
                 Err((
                     ErrorCode::Resync,
