@@ -165,6 +165,13 @@ pub enum ServerMessage {
         cols: u16,
         rows: u16,
     },
+    /// From the gateway: something is about to happen to the whole session (it will be saved
+    /// and stopped at `at`, Unix seconds).
+    Notice {
+        kind: NoticeKind,
+        message: String,
+        at: u64,
+    },
     /// Screen and scrollback to paint before the output stream (base64), for a terminal of
     /// `cols` x `rows`; sent again after a resize, or when this connection fell behind.
     TerminalSnapshot {
@@ -213,6 +220,18 @@ pub struct TreeEntry {
 pub enum EntryKind {
     File,
     Dir,
+}
+
+/// Why the gateway sends a [`ServerMessage::Notice`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    /// Nobody has done anything for a while: the session will be saved and stopped.
+    IdleStop,
+    /// The session reaches its `maxLifetime`.
+    MaxLifetime,
+    /// The session is being shut down for another reason.
+    Shutdown,
 }
 
 /// A discrete change to the workspace tree.

@@ -16,6 +16,22 @@ pub const MAX_TOKEN_LEN: usize = 2048;
 /// Shortest signing key accepted: 256 bits.
 pub const MIN_KEY_LEN: usize = 32;
 
+/// Domain separation for [`TokenKey::for_session`].
+const SESSION_KEY_LABEL: &[u8] = b"huddle session key v1\0";
+
+/// Session `session_id`'s key in the two forms its holders need: the text an agent is given in
+/// `HUDDLE_TOKEN_KEY` (base64url of the derived 32 bytes), and the [`TokenKey`] that text
+/// stands for. The agent builds its key as `TokenKey::new(text.as_bytes())`, so this is the
+/// one definition both the gateway and the operator use.
+pub fn session_key(master: &TokenKey, session_id: &str) -> (String, TokenKey) {
+    let text = URL_SAFE_NO_PAD.encode(&master.for_session(session_id).key);
+    // 43 characters of base64url: always over MIN_KEY_LEN.
+    let key = TokenKey {
+        key: text.clone().into_bytes(),
+    };
+    (text, key)
+}
+
 /// What a token says about its bearer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
@@ -68,6 +84,18 @@ impl TokenKey {
         Ok(Self { key })
     }
 
+    /// Session `session_id`'s own key: HMAC-SHA256(master, "huddle session key v1\0" ||
+    /// session id). The gateway and operator hold the master key; a session pod gets only its
+    /// derived key, so a shell in one pod cannot mint tokens for another session.
+    pub fn for_session(&self, session_id: &str) -> TokenKey {
+        let mut mac = self.mac();
+        mac.update(SESSION_KEY_LABEL);
+        mac.update(session_id.as_bytes());
+        TokenKey {
+            key: mac.finalize().into_bytes().to_vec(),
+        }
+    }
+
     fn mac(&self) -> Hmac<Sha256> {
         // HMAC accepts keys of any length; this cannot fail.
         <Hmac<Sha256> as Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!())
@@ -115,6 +143,32 @@ impl TokenKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_keys_are_derived_per_session() {
+        let master = TokenKey::new([1u8; 32]).unwrap();
+        let (text_a, key_a) = session_key(&master, "a");
+        let (text_b, _) = session_key(&master, "b");
+        assert_ne!(text_a, text_b);
+        assert_eq!(session_key(&master, "a").0, text_a);
+        let other_master = TokenKey::new([2u8; 32]).unwrap();
+        assert_ne!(session_key(&other_master, "a").0, text_a);
+        // The agent's view of the key (its text's bytes) verifies what the gateway signs.
+        let agent = TokenKey::new(text_a.as_bytes()).unwrap();
+        let claims = Claims {
+            sid: "a".into(),
+            name: "n".into(),
+            role: Role::Owner,
+            exp: u64::MAX,
+            uid: "u".into(),
+        };
+        let token = key_a.sign(&claims);
+        assert_eq!(agent.verify(&token, "a", 0), Ok(claims.clone()));
+        // Session b's key, or the master itself, does not.
+        let (_, key_b) = session_key(&master, "b");
+        assert!(key_b.verify(&token, "a", 0).is_err());
+        assert!(master.verify(&token, "a", 0).is_err());
+    }
 
     fn key() -> TokenKey {
         TokenKey::new([7u8; 32]).unwrap()
