@@ -12,6 +12,9 @@ APT_PACKAGES=(
     # node: containers, pod networking, and the tools kubelet shells out to
     containerd runc containernetworking-plugins iptables iproute2 conntrack
     socat ethtool util-linux mount procps
+    # the Docker launcher's engine in tests: podman's Docker API service (with
+    # conmon; it runs containers with runc on the CNI plugins above)
+    podman
     # state stores the gateway talks to
     postgresql redis-server
     # certificates for the test cluster
