@@ -66,6 +66,8 @@ cgroup_manager = "cgroupfs"
 events_logger = "file"
 events_logfile_path = "$STATE/logs/events.log"
 tmp_dir = "$STATE/libpod"
+# Locks in tmp_dir, not in /dev/shm where another podman on this machine has its own.
+lock_type = "file"
 volume_path = "$STATE/volumes"
 EOF
     cat >"$CONTAINERS_STORAGE_CONF" <<EOF
