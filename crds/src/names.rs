@@ -31,6 +31,20 @@ pub const AGENT_PORT_NAME: &str = "http";
 /// The agent's liveness and readiness path; it answers 200 once the agent serves.
 pub const AGENT_HEALTH_PATH: &str = "/healthz";
 
+/// Set on a Session by the gateway once a snapshot of it is durably stored (`<snapshot id>:<sha256>`);
+/// the operator reports it as the `StatePersisted` condition.
+pub const SNAPSHOT_ANNOTATION: &str = "huddle.dev/snapshot";
+
+/// Set on a Session by the gateway when it puts the session to sleep (`Idle`, `MaxLifetime`,
+/// `Requested`); the operator copies it to `status.stopReason`.
+pub const STOP_REASON_ANNOTATION: &str = "huddle.dev/stop-reason";
+
+/// Name of every object a session owns (pod, service, volume claim, secret):
+/// `<session>-workspace`.
+pub fn workspace_object_name(session: &str) -> String {
+    format!("{session}-workspace")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

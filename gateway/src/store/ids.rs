@@ -39,6 +39,19 @@ impl AsRef<str> for SessionId {
     }
 }
 
+impl serde::Serialize for SessionId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SessionId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse_session_id(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 impl FromStr for SessionId {
     type Err = InvalidSessionId;
 

@@ -65,6 +65,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("session {0} not found")]
     SessionNotFound(SessionId),
+    #[error("session {0} has no port {1}")]
+    PortNotFound(SessionId, u16),
     #[error("session {0} already exists")]
     SessionExists(SessionId),
     #[error("{user_id} is already a participant of session {session_id}")]
@@ -103,6 +105,9 @@ macro_rules! on_pool {
         }
     };
 }
+
+mod ports;
+pub use ports::{SessionPort, Visibility};
 
 /// The gateway's state store. Cloning is cheap (it shares the pool).
 #[derive(Debug, Clone)]

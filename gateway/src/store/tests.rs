@@ -156,6 +156,7 @@ on_both_databases!(
     failed_snapshot_leaves_no_row,
     incomplete_or_corrupt_snapshots_are_never_returned,
     audit_events_newest_first,
+    ports_and_visibility,
 );
 
 const T0: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);
@@ -671,4 +672,51 @@ async fn audit_events_newest_first(db: &TestDb) {
     assert_eq!(two, recent[..2].to_vec());
     assert!(store.recent_audit(&session.id, 0).await.unwrap().is_empty());
     assert_eq!(store.recent_audit(&other.id, 10).await.unwrap().len(), 1);
+}
+
+async fn ports_and_visibility(db: &TestDb) {
+    use super::{SessionPort, Visibility};
+    let session = db.store.create_session(new_session("ada")).await.unwrap();
+    assert_eq!(db.store.ports(&session.id).await.unwrap(), vec![]);
+    let declared = vec![
+        SessionPort {
+            port: 3000,
+            visibility: Visibility::Private,
+        },
+        SessionPort {
+            port: 8080,
+            visibility: Visibility::Public,
+        },
+    ];
+    // Stored out of order, read back lowest first.
+    let mut reversed = declared.clone();
+    reversed.reverse();
+    db.store.set_ports(&session.id, &reversed).await.unwrap();
+    assert_eq!(db.store.ports(&session.id).await.unwrap(), declared);
+
+    db.store
+        .set_port_visibility(&session.id, 3000, Visibility::Public)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store.ports(&session.id).await.unwrap()[0].visibility,
+        Visibility::Public
+    );
+    // An undeclared port is not created by a visibility change.
+    let missing = db
+        .store
+        .set_port_visibility(&session.id, 22, Visibility::Public)
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::PortNotFound(_, 22))),
+        "{missing:?}"
+    );
+    assert_eq!(db.store.ports(&session.id).await.unwrap().len(), 2);
+
+    // Replacing the set drops ports that are no longer declared.
+    db.store
+        .set_ports(&session.id, &declared[..1])
+        .await
+        .unwrap();
+    assert_eq!(db.store.ports(&session.id).await.unwrap().len(), 1);
 }

@@ -12,7 +12,10 @@ use super::ids::{SessionId, parse_session_id};
 
 /// A point in time: milliseconds since the Unix epoch, UTC. Both databases store it as a
 /// 64-bit integer, so comparisons in SQL are integer comparisons on either.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Timestamp(i64);
 
 impl Timestamp {
