@@ -74,6 +74,12 @@ go_tools() {
 stage "install: Debian packages"
 install_apt_packages
 
+# `scripts/run` needs only what builds and runs Huddle on one machine.
+if [ "${1:-}" = "--run-only" ]; then
+    stage_end
+    exit 0
+fi
+
 stage "install: Kubernetes $KUBERNETES_VERSION binaries (Go module proxy)"
 # Built outside Kubernetes' own make, the binaries would report v0.0.0;
 # clients (helm, kube-rs) read the server version, so stamp the real one.
