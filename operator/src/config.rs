@@ -53,6 +53,12 @@ pub struct Config {
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
 
+    /// Master key (at least 32 bytes) the gateway also holds. Each session pod gets only the key
+    /// derived from it for that session, through a Secret. Unset: pods get no key, and nobody
+    /// can join them.
+    #[arg(long, env = "HUDDLE_TOKEN_KEY", hide_env_values = true)]
+    pub token_key: Option<String>,
+
     /// Address of the `/metrics` and `/healthz` server.
     #[arg(long, env = "HUDDLE_METRICS_ADDR", default_value = "0.0.0.0:9090")]
     pub metrics_addr: SocketAddr,
@@ -74,6 +80,16 @@ impl Config {
         let _ = url.set_host(Some(&format!("port-{port}-{name}.{host}")));
         url.set_path("/");
         url.to_string()
+    }
+
+    /// The master signing key, if one is configured.
+    pub fn master_key(
+        &self,
+    ) -> Result<Option<huddle_protocol::token::TokenKey>, huddle_protocol::token::TokenError> {
+        self.token_key
+            .as_ref()
+            .map(|key| huddle_protocol::token::TokenKey::new(key.as_bytes().to_vec()))
+            .transpose()
     }
 
     /// The restore URL for one session, if restoring is configured.

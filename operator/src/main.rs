@@ -27,6 +27,12 @@ use crate::metrics::Metrics;
 async fn main() -> anyhow::Result<()> {
     huddle_telemetry::init();
     let config = Config::parse();
+    match config.master_key().context("HUDDLE_TOKEN_KEY")? {
+        Some(_) => info!("session pods get their own signing keys"),
+        None => tracing::warn!(
+            "HUDDLE_TOKEN_KEY is not set: session pods get no key and nobody can join them"
+        ),
+    }
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes configuration found (in-cluster or kubeconfig)")?;

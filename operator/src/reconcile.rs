@@ -4,7 +4,7 @@
 
 use huddle_crds::names;
 use huddle_crds::session::{Session, SessionPhase, SessionState, SessionStatus};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
@@ -70,6 +70,17 @@ pub async fn reconcile(session: Arc<Session>, ctx: Arc<Context>) -> Result<Actio
         &resources::service(&session),
     )
     .await?;
+
+    // The Secret is not watched (the operator should not watch every Secret); it is applied on
+    // every reconcile, so a deleted one comes back.
+    if let Some(master) = ctx.config.master_key().ok().flatten() {
+        apply(
+            &Api::<Secret>::namespaced(ctx.client.clone(), &namespace),
+            &name,
+            &resources::token_secret(&session, &master),
+        )
+        .await?;
+    }
 
     let mut pod = pods.get_opt(&name).await?;
     match session.spec.state {

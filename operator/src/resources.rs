@@ -5,10 +5,11 @@
 use huddle_crds::names;
 use huddle_crds::session::Session;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, HTTPGetAction,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod,
-    PodSecurityContext, PodSpec, Probe, SeccompProfile, SecurityContext, Service, ServicePort,
-    ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Probe, SeccompProfile,
+    Secret, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, Volume,
+    VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -81,6 +82,21 @@ pub fn pod(session: &Session, config: &Config) -> Pod {
     ];
     if let Some(url) = config.restore_url_for(&namespace, &name) {
         env.push(env_var("HUDDLE_RESTORE_URL", &url));
+    }
+    if config.token_key.is_some() {
+        // From the session's Secret, never a literal: whoever may read pods may not read keys.
+        env.push(EnvVar {
+            name: "HUDDLE_TOKEN_KEY".to_owned(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: owned_name(session),
+                    key: TOKEN_KEY_SECRET_KEY.to_owned(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+        });
     }
     // The agent seeds an empty workspace from the template (git clone or inline files); the
     // spec's JSON form is what it parses. Serializing plain strings cannot fail.
@@ -271,6 +287,21 @@ pub fn volume_claim(session: &Session) -> Option<PersistentVolumeClaim> {
     })
 }
 
+/// The key in the session's Secret that holds its signing key.
+pub const TOKEN_KEY_SECRET_KEY: &str = "token-key";
+
+/// The session's Secret: its own signing key, derived from the master key (see
+/// `huddle_protocol::token::session_key`), which the gateway derives the same way.
+pub fn token_secret(session: &Session, master: &huddle_protocol::token::TokenKey) -> Secret {
+    let (key, _) = huddle_protocol::token::session_key(master, &session.name_any());
+    Secret {
+        metadata: metadata(session),
+        type_: Some("Opaque".to_owned()),
+        string_data: Some(BTreeMap::from([(TOKEN_KEY_SECRET_KEY.to_owned(), key)])),
+        ..Secret::default()
+    }
+}
+
 fn env_var(name: &str, value: &str) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
@@ -308,6 +339,45 @@ mod tests {
             "--restore-url",
             "http://gw/{namespace}/{name}",
         ])
+    }
+
+    #[test]
+    fn the_session_key_comes_from_its_own_secret() {
+        let session = session(SessionSpec::default());
+        // Without a master key: no key at all.
+        let env = pod(&session, &config()).spec.unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap();
+        assert!(env.iter().all(|e| e.name != "HUDDLE_TOKEN_KEY"));
+
+        let mut config = config();
+        config.token_key = Some("m".repeat(32));
+        let master = config.master_key().unwrap().unwrap();
+        let env = pod(&session, &config).spec.unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap();
+        let key = env.iter().find(|e| e.name == "HUDDLE_TOKEN_KEY").unwrap();
+        assert_eq!(key.value, None, "never a literal in the pod spec");
+        let selector = key
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (selector.name.as_str(), selector.key.as_str()),
+            ("s1-workspace", TOKEN_KEY_SECRET_KEY)
+        );
+
+        let secret = token_secret(&session, &master);
+        assert_eq!(secret.metadata.name.as_deref(), Some("s1-workspace"));
+        assert_eq!(secret.metadata.owner_references.unwrap()[0].uid, "uid-1");
+        let text = &secret.string_data.unwrap()[TOKEN_KEY_SECRET_KEY];
+        assert_eq!(text, &huddle_protocol::token::session_key(&master, "s1").0);
+        assert_ne!(text, &"m".repeat(32));
     }
 
     #[test]

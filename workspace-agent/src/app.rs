@@ -70,7 +70,7 @@ impl AppState {
         // Restore before the watcher starts, so the restored files are the starting tree and
         // not a burst of "created" events.
         let restored = match &settings.restore {
-            Some(from) => restore(from, &workspace).await?,
+            Some(from) => restore(from, &workspace, &settings.key, &settings.session_id).await?,
             None => Restored::default(),
         };
         let (watch, events) = files::watch(&workspace).await.map_err(workspace_error)?;
@@ -107,11 +107,31 @@ impl AppState {
 }
 
 /// Fetches and unpacks a snapshot into `workspace`.
-async fn restore(from: &RestoreFrom, workspace: &Workspace) -> Result<Restored, SnapshotError> {
+/// The gateway's snapshot store serves a session's snapshot only to a holder of that session's
+/// key: the agent proves it with a short owner token it signs itself.
+async fn restore(
+    from: &RestoreFrom,
+    workspace: &Workspace,
+    key: &TokenKey,
+    session_id: &str,
+) -> Result<Restored, SnapshotError> {
     let bytes = match from {
         RestoreFrom::File(path) => tokio::fs::read(path).await?,
         RestoreFrom::Url(url) => {
-            let response = reqwest::get(url)
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let token = key.sign(&huddle_protocol::token::Claims {
+                sid: session_id.to_owned(),
+                name: "huddle-agent".to_owned(),
+                role: huddle_protocol::Role::Owner,
+                exp: now + 300,
+                uid: "agent".to_owned(),
+            });
+            let response = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
                 .await
                 .map_err(|error| SnapshotError::Fetch(error.to_string()))?;
             if response.status() == reqwest::StatusCode::NOT_FOUND {

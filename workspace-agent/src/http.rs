@@ -10,6 +10,7 @@
 //! | `PUT /files/{path}` | upload a file (owner or editor), at most `TRANSFER_LIMIT` bytes |
 //! | `PUT /internal/restore` | restore a snapshot into this agent before anyone joined (owner token; 409 if the workspace is not empty) |
 //! | `GET /internal/snapshot` | the session's state as one tar stream (owner token; the gateway uses it before hibernating) |
+//! | `POST /internal/notice` | `{kind, message, at}` shown to everyone connected as a `notice` (owner token; the gateway's stop warnings) |
 //!
 //! File routes take the participant token as `Authorization: Bearer <token>` or `?token=`
 //! (so a download can be a plain link).
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(crate::ws::upgrade))
         .route("/files/{*path}", get(download).put(upload))
         .route("/internal/snapshot", get(snapshot))
+        .route("/internal/notice", axum::routing::post(notice))
         .route(
             "/internal/restore",
             axum::routing::put(restore).layer(DefaultBodyLimit::max(RESTORE_LIMIT)),
@@ -221,6 +223,56 @@ async fn snapshot(
         body,
     )
         .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Notice {
+    kind: huddle_protocol::messages::NoticeKind,
+    message: String,
+    at: u64,
+}
+
+/// Passes a warning from the gateway (the session is about to be saved and stopped) to
+/// everyone connected.
+async fn notice(
+    State(state): State<AppState>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let claims = authenticate(&state, &headers, &query)?;
+    if claims.role != huddle_protocol::Role::Owner {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "only the owner may send notices".into(),
+        ));
+    }
+    let notice: Notice = serde_json::from_slice(&body).map_err(|error| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::Malformed,
+            error.to_string(),
+        )
+    })?;
+    let message = huddle_protocol::messages::ServerMessage::Notice {
+        kind: notice.kind,
+        message: notice.message.chars().take(1000).collect(),
+        at: notice.at,
+    };
+    if !state
+        .room
+        .send(crate::room::Command::Broadcast { message })
+        .await
+    {
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal,
+            "the room is shutting down".into(),
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Restores a snapshot pushed by the gateway into a fresh agent: the workspace must be empty

@@ -1212,3 +1212,51 @@ async fn a_snapshot_can_be_pushed_into_a_fresh_agent_once() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_notice_from_the_owner_reaches_everyone_and_others_cannot_send_one() -> Result<()> {
+    let agent = start_agent(&[]).await?;
+    let (mut ada, _) = Peer::join(&agent, "ada", Role::Editor).await?;
+    let (mut bob, _) = Peer::join(&agent, "bob", Role::Viewer).await?;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/internal/notice", agent.addr);
+    let body = serde_json::json!({"kind": "idle_stop", "message": "saving soon", "at": 1234});
+    // Not the owner: refused, nobody hears anything.
+    let refused = http
+        .post(&url)
+        .bearer_auth(token("ada", Role::Editor))
+        .json(&body)
+        .send()
+        .await?;
+    assert_eq!(refused.status(), 403);
+    let malformed = http
+        .post(&url)
+        .bearer_auth(token("gw", Role::Owner))
+        .body(r#"{"kind":"reboot"}"#)
+        .send()
+        .await?;
+    assert_eq!(malformed.status(), 400);
+    let sent = http
+        .post(&url)
+        .bearer_auth(token("gw", Role::Owner))
+        .json(&body)
+        .send()
+        .await?;
+    assert_eq!(sent.status(), 204);
+    for participant in [&mut ada, &mut bob] {
+        let notice = participant
+            .until("the notice", |m| {
+                matches!(m, ServerMessage::Notice { .. }).then(|| m.clone())
+            })
+            .await?;
+        assert_eq!(
+            notice,
+            ServerMessage::Notice {
+                kind: huddle_protocol::messages::NoticeKind::IdleStop,
+                message: "saving soon".into(),
+                at: 1234,
+            }
+        );
+    }
+    Ok(())
+}

@@ -64,6 +64,10 @@ pub enum Command {
         restored: crate::snapshot::Restored,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// Tell everyone connected (a warning from the gateway).
+    Broadcast {
+        message: ServerMessage,
+    },
     /// A frame from `conn` that could not be used; tell it why.
     Error {
         conn: ConnId,
@@ -213,6 +217,7 @@ impl State {
                 self.write_back(true).await;
                 let _ = reply.send(self.capture());
             }
+            Command::Broadcast { message } => self.broadcast(message),
             Command::Error {
                 conn,
                 code,

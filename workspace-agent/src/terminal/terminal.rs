@@ -200,6 +200,9 @@ impl Drop for Terminal {
     }
 }
 
+/// Variables of the agent's environment that its terminals never inherit.
+pub const SECRET_ENV: &[&str] = &["HUDDLE_TOKEN_KEY"];
+
 fn command(config: &TerminalConfig, program: &str) -> Result<CommandBuilder, TerminalError> {
     let mut command = CommandBuilder::new(program);
     command.args(&config.args);
@@ -215,9 +218,16 @@ fn command(config: &TerminalConfig, program: &str) -> Result<CommandBuilder, Ter
         return Err(TerminalError::BadWorkingDirectory(cwd));
     }
     command.cwd(cwd);
+    // The session's signing key stays with the agent: whoever types in the terminal could
+    // otherwise mint an owner token for themselves.
+    for secret in SECRET_ENV {
+        command.env_remove(secret);
+    }
     command.env("TERM", TERM);
     for (key, value) in &config.env {
-        command.env(key, value);
+        if !SECRET_ENV.contains(&key.as_str()) {
+            command.env(key, value);
+        }
     }
     Ok(command)
 }

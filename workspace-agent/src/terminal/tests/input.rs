@@ -1,6 +1,6 @@
 //! Input reaches the shell whole and in order.
 
-use super::{Viewer, sh};
+use super::{Terminal, Viewer, sh, sh_config};
 
 #[tokio::test]
 async fn many_small_inputs_are_echoed_in_order() {
@@ -45,4 +45,30 @@ fn printed_numbers(raw: &str) -> Vec<u32> {
                 .flatten()
         })
         .collect()
+}
+
+#[tokio::test]
+async fn the_shell_never_sees_the_signing_key() {
+    // The agent's own environment is not ours to change in a test (and set_var is unsafe), so
+    // the key comes through the config's env: it is dropped the same way the inherited one is.
+    let mut config = sh_config();
+    config
+        .env
+        .push(("HUDDLE_TOKEN_KEY".into(), "do-not-leak".into()));
+    config.env.push(("VISIBLE".into(), "yes".into()));
+    let terminal = Terminal::spawn(config).expect("start /bin/sh on a pty");
+    let mut viewer = Viewer::new(&terminal);
+    terminal
+        .write(&b"echo \"key=[${HUDDLE_TOKEN_KEY-unset}] other=[$VISIBLE]\"\n"[..])
+        .await
+        .expect("write");
+    viewer
+        .until("the echo", |v| v.raw_text().contains("other=[yes]"))
+        .await;
+    assert!(
+        viewer.raw_text().contains("key=[unset] other=[yes]"),
+        "{}",
+        viewer.raw_text()
+    );
+    assert!(!viewer.raw_text().contains("do-not-leak\r\n"));
 }
