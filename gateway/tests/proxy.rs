@@ -544,3 +544,92 @@ async fn limits_on_the_api() -> Result<()> {
     ensure!(limited >= 20, "only {limited} of 40 requests were limited");
     Ok(())
 }
+
+#[tokio::test]
+async fn graceful_upgrade_hands_over_the_socket_without_refusing_anyone() -> Result<()> {
+    let old = Gateway::start(
+        "gateway-upgrade-old",
+        Options {
+            extra: vec!["--grace-seconds=2".into()],
+            ..Options::default()
+        },
+    )
+    .await?;
+    let created = old.create(json!({})).await?;
+
+    // Requests keep flowing while the binary is replaced.
+    let client = old.client(&[]);
+    let url = old.url("/healthz");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match client.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    Ok(r) => failed.push(r.status().to_string()),
+                    Err(e) => failed.push(e.to_string()),
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (ok, failed)
+        }
+    });
+
+    // The new gateway waits for the listening socket; SIGQUIT makes the old one hand it over.
+    let internal = huddle_test_harness::free_local_addr()?;
+    let args = vec![
+        "--runtime=process".to_owned(),
+        format!("--listen={}", old.addr),
+        format!("--internal-listen={internal}"),
+        format!("--public-url=http://{DOMAIN}:{}", old.addr.port()),
+        format!("--data-dir={}", old.data.display()),
+        format!("--admin-token={ADMIN}"),
+        format!(
+            "--upgrade-socket={}",
+            old.data.join("upgrade.sock").display()
+        ),
+        "--upgrade".to_owned(),
+    ];
+    let mut new =
+        huddle_test_harness::Process::start("huddle-gateway", "gateway-upgrade-new", &args)?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let status = std::process::Command::new("kill")
+        .args(["-QUIT", &old.process.pid().to_string()])
+        .status()?;
+    ensure!(status.success());
+    let mut old_process = old.process;
+    huddle_test_harness::poll_until("the old gateway exits", Duration::from_secs(30), || {
+        let exited = old_process.has_exited();
+        async move { Ok(exited.then_some(())) }
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = poller.await?;
+    assert!(
+        failed.is_empty(),
+        "{} requests failed during the upgrade: {failed:?}",
+        failed.len()
+    );
+    assert!(ok > 50, "only {ok} requests ran");
+    assert!(!new.has_exited(), "{}", new.log_tail(30));
+
+    // The new gateway serves the same sessions from the same database.
+    let owner = Created::token(&created.owner_link);
+    let client = reqwest::Client::builder()
+        .resolve(DOMAIN, old.addr)
+        .build()?;
+    let response = client
+        .get(format!(
+            "http://{DOMAIN}:{}/api/sessions/{}",
+            old.addr.port(),
+            created.id
+        ))
+        .bearer_auth(&owner)
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    Ok(())
+}
