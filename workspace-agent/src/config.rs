@@ -7,6 +7,7 @@
 //! | `HUDDLE_WORKSPACE` | the folder participants share | `/workspace` |
 //! | `HUDDLE_TOKEN_KEY` | the key participant tokens are signed with (at least 32 bytes) | none: nobody can join |
 //! | `HUDDLE_RESTORE_URL` | where to fetch a snapshot to restore at start (404: start fresh) | none |
+//! | `HUDDLE_PARENT_PID` | exit when this process is no longer the agent's parent (the one-machine gateway that started it died) | none |
 //! | `HUDDLE_SHELL` | the program terminals run | `$SHELL`, else `/bin/bash`, else `/bin/sh` |
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -33,6 +34,8 @@ pub struct Config {
     pub token_key: Option<String>,
     pub shell: Option<String>,
     pub restore_url: Option<String>,
+    /// The process that started this agent and whose death ends it.
+    pub parent_pid: Option<u32>,
 }
 
 /// A configuration value that could not be used.
@@ -72,6 +75,7 @@ impl Config {
             token_key: lookup("HUDDLE_TOKEN_KEY").filter(|key| !key.is_empty()),
             shell: lookup("HUDDLE_SHELL").filter(|shell| !shell.is_empty()),
             restore_url: lookup("HUDDLE_RESTORE_URL").filter(|url| !url.is_empty()),
+            parent_pid: lookup("HUDDLE_PARENT_PID").and_then(|pid| pid.parse().ok()),
         })
     }
 }

@@ -52,6 +52,12 @@ async fn main() -> anyhow::Result<()> {
             anyhow::bail!("server stopped unexpectedly");
         }
         () = shutdown::signal() => {}
+        () = async {
+            match config.parent_pid {
+                Some(parent) => shutdown::parent_gone(parent).await,
+                None => std::future::pending().await,
+            }
+        } => {}
     }
 
     info!("shutting down; waiting up to {DRAIN_TIMEOUT:?} for open connections");

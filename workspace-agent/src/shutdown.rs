@@ -37,3 +37,18 @@ pub async fn signal() {
         () = terminate => info!("received SIGTERM"),
     }
 }
+
+/// Resolves when the agent's parent is no longer `parent` (it died and the agent was adopted).
+/// The one-machine gateway starts agents as its children; if it is killed without a chance to
+/// stop them, they must not live on unseen.
+#[cfg(unix)]
+pub async fn parent_gone(parent: u32) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if std::os::unix::process::parent_id() != parent {
+            info!(parent, "the process that started this agent is gone");
+            return;
+        }
+    }
+}

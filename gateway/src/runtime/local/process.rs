@@ -95,6 +95,8 @@ impl Launcher for ProcessLauncher {
             .env("HUDDLE_SESSION_ID", spec.id.as_str())
             .env("HUDDLE_WORKSPACE", &spec.workspace)
             .env("HUDDLE_TOKEN_KEY", &spec.token_key)
+            // If the gateway is killed outright its agents notice and stop too.
+            .env("HUDDLE_PARENT_PID", std::process::id().to_string())
             .env_remove("HUDDLE_RESTORE_URL")
             // The gateway's own secrets stay with the gateway.
             .env_remove("HUDDLE_ADMIN_TOKEN")
