@@ -17,6 +17,8 @@ APT_PACKAGES=(
     podman
     # state stores the gateway talks to
     postgresql redis-server
+    # the gateway's proxy benchmark: load generator, and nginx as the reference proxy
+    wrk nginx-light
     # certificates for the test cluster
     openssl ca-certificates curl
 )
