@@ -189,3 +189,53 @@ async fn postgres_down_during_the_sweep_loses_nothing() -> Result<()> {
     .with_context(|| gateway.process.log_tail(60))?;
     check_restored(&gateway, &id, &owner, rev, &text, &binary).await
 }
+
+#[tokio::test]
+async fn people_are_warned_before_the_lifetime_ends_and_then_it_is_saved() -> Result<()> {
+    // The tests' gateway warns 3 s ahead (`--stop-warning=3s`).
+    let gateway = Gateway::start("gateway-lifetime", Options::default()).await?;
+    let created = gateway
+        .create(json!({"maxLifetime": "15s", "idleTimeout": "1h"}))
+        .await?;
+    let (id, owner) = (created.id.clone(), Created::token(&created.owner_link));
+    gateway.wait_ready(&id, &owner).await?;
+    let (mut ws, _) = gateway.join(&id, &owner, "tab").await?;
+    send_json(&mut ws, json!({"type": "create_file", "path": "kept.txt"})).await?;
+    recv_type(&mut ws, "file_changed").await?;
+
+    // Someone is connected and active, and still: a warning, then the stop.
+    let notice = recv_type(&mut ws, "notice").await?;
+    assert_eq!(notice["kind"], "max_lifetime");
+    let at = notice["at"].as_u64().context("at")?;
+    let now = huddle_gateway::auth::now_unix();
+    assert!(at >= now && at <= now + 5, "stop at {at}, now {now}");
+    poll_until(
+        "the session is stopped at its lifetime",
+        Duration::from_secs(30),
+        || {
+            let gateway = &gateway;
+            let (id, owner) = (&id, &owner);
+            async move { Ok((state_of(gateway, id, owner).await? == "hibernated").then_some(())) }
+        },
+    )
+    .await
+    .with_context(|| gateway.process.log_tail(40))?;
+    // Its files were saved first.
+    let (status, _) = gateway
+        .api(Method::GET, "/api/sessions", support::ADMIN, None)
+        .await?;
+    assert_eq!(status, 200);
+    let store = huddle_gateway::store::Store::connect(&format!(
+        "sqlite://{}?mode=rwc",
+        gateway.data.join("huddle.db").display()
+    ))
+    .await?;
+    let id_parsed = huddle_gateway::store::parse_session_id(&id)?;
+    let (_, snapshot) = store
+        .latest_snapshot(&id_parsed)
+        .await?
+        .context("no snapshot")?;
+    let listing = String::from_utf8_lossy(&snapshot);
+    assert!(listing.contains("kept.txt"), "the snapshot lacks kept.txt");
+    Ok(())
+}

@@ -112,6 +112,9 @@ build_agent() {
     base_rootfs "$rootfs"
     add_binary "$rootfs" "$bin" /usr/local/bin/huddle-agent
     strip "$rootfs/usr/local/bin/huddle-agent"
+    # CA certificates: the agent's HTTPS client (restoring a snapshot, cloning a template)
+    # needs a trust store, as the Debian-based release image has.
+    install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
     mkdir -p "$rootfs/workspace"
     chown $NONROOT:$NONROOT "$rootfs/workspace"
     oci_image huddle-agent huddle.local/huddle-agent:dev "$rootfs" '["/usr/local/bin/huddle-agent"]' \

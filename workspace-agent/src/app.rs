@@ -128,7 +128,12 @@ async fn restore(
                 exp: now + 300,
                 uid: "agent".to_owned(),
             });
-            let response = reqwest::Client::new()
+            // `Client::new()` panics without a trust store; an image without one must fail
+            // this restore with a message, not crash the agent.
+            let client = reqwest::Client::builder()
+                .build()
+                .map_err(|error| SnapshotError::Fetch(error.to_string()))?;
+            let response = client
                 .get(url)
                 .bearer_auth(token)
                 .send()
