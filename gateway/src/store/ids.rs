@@ -4,9 +4,13 @@
 //! must be a valid, case-insensitive DNS label character sequence and short enough that the
 //! longest port prefix still fits a 63-character label: `port-65535-` (11) + 26 = 37.
 //!
-//! The alphabet is RFC 4648 base32 lowercased (`a-z`, `2-7`), without padding. Parsing accepts
-//! exactly that form and nothing else, so the gateway can refuse odd ids (uppercase, dots,
-//! percent-escapes, other lengths) before they reach a lookup, a log line or an upstream address.
+//! The alphabet is RFC 4648 base32 lowercased (`a-z`, `2-7`). 26 characters hold 130 bits; the
+//! two spare bits are zero bits at the *front*, so the first character only takes the values
+//! 0-7 (`a`-`h`). An id therefore always starts with a letter, which Kubernetes requires of a
+//! Service name (a DNS-1035 label) and the session's Service is named after its id. Parsing
+//! accepts exactly that form and nothing else, so the gateway can refuse odd ids (uppercase,
+//! dots, percent-escapes, other lengths) before they reach a lookup, a log line or an upstream
+//! address.
 
 use std::fmt;
 use std::str::FromStr;
@@ -68,7 +72,7 @@ pub enum InvalidSessionId {
     Length(usize),
     #[error("a session id uses only the characters a-z and 2-7")]
     Character,
-    #[error("a session id encodes exactly 128 bits; the last character's low bits must be zero")]
+    #[error("a session id encodes exactly 128 bits; its first character is one of a-h")]
     Padding,
 }
 
@@ -84,18 +88,20 @@ pub fn new_session_id() -> Result<SessionId, RandomError> {
     Ok(SessionId(encode(&bytes)))
 }
 
-/// Accepts exactly the form [`new_session_id`] produces: 26 characters of `a-z2-7`, whose last
-/// character carries no bits beyond the 128 (so every id has one spelling).
+/// Accepts exactly the form [`new_session_id`] produces: 26 characters of `a-z2-7` whose first
+/// character carries no bits beyond the 128 (so every id has one spelling and starts with a
+/// letter).
 pub fn parse_session_id(s: &str) -> Result<SessionId, InvalidSessionId> {
     if s.len() != SESSION_ID_LEN {
         return Err(InvalidSessionId::Length(s.len()));
     }
-    let mut last = 0;
+    let mut first = None;
     for b in s.bytes() {
-        last = value_of(b).ok_or(InvalidSessionId::Character)?;
+        let value = value_of(b).ok_or(InvalidSessionId::Character)?;
+        first.get_or_insert(value);
     }
-    // 26 * 5 = 130 bits: the last character holds 3 real bits and 2 bits of zero padding.
-    if last & 0b11 != 0 {
+    // 26 * 5 = 130 bits: the first character holds 2 bits of zero padding and 3 real bits.
+    if first.is_some_and(|value| value >= 8) {
         return Err(InvalidSessionId::Padding);
     }
     Ok(SessionId(s.to_owned()))
@@ -111,16 +117,13 @@ fn value_of(b: u8) -> Option<u8> {
 
 fn encode(bytes: &[u8; 16]) -> String {
     let bits = u128::from_be_bytes(*bytes);
-    // 26 characters carry 130 bits: the 128 data bits, then 2 zero bits of padding (RFC 4648
-    // order: most significant first), so the last character takes the low 3 bits shifted up.
+    // Most significant first: the first character takes the top 3 bits (so it is a-h), each
+    // of the other 25 the next 5.
     let mut out = String::with_capacity(SESSION_ID_LEN);
     for i in 0..SESSION_ID_LEN {
-        let shift = 123 - 5 * i as i32; // where this character's 5 bits sit in the 128
-        let index = if shift >= 0 {
-            (bits >> shift) & 0b1_1111
-        } else {
-            (bits << -shift) & 0b1_1111
-        };
+        let shift = 125 - 5 * i as u32;
+        let mask = if i == 0 { 0b111 } else { 0b1_1111 };
+        let index = (bits >> shift) & mask;
         out.push(char::from(ALPHABET[index as usize]));
     }
     out
@@ -168,19 +171,24 @@ mod tests {
     }
 
     #[test]
-    fn encoding_matches_rfc_4648_base32() {
-        // RFC 4648 test vector "foobar" is not 16 bytes, so check known 16-byte values instead:
-        // all zeros, all ones, and one bit set at each end.
+    fn encoding_is_base32_of_the_bits_with_the_padding_in_front() {
+        // Known values: all zeros, all ones, and one bit set at each end.
         assert_eq!(encode(&[0; 16]), "a".repeat(26));
-        assert_eq!(encode(&[0xff; 16]), format!("{}4", "7".repeat(25)));
+        assert_eq!(encode(&[0xff; 16]), format!("h{}", "7".repeat(25)));
         let mut top = [0u8; 16];
         top[0] = 0x80;
-        assert_eq!(encode(&top), format!("q{}", "a".repeat(25)));
+        assert_eq!(encode(&top), format!("e{}", "a".repeat(25)));
         let mut bottom = [0u8; 16];
         bottom[15] = 0x01;
-        assert_eq!(encode(&bottom), format!("{}e", "a".repeat(25)));
-        // "0123456789abcdef" (ASCII) in base32 per RFC 4648, lowercased and unpadded.
-        assert_eq!(encode(b"0123456789abcdef"), "gaytemzugu3doobzmfrggzdfmy");
+        assert_eq!(encode(&bottom), format!("{}b", "a".repeat(25)));
+    }
+
+    #[test]
+    fn every_id_starts_with_a_letter() {
+        for _ in 0..10_000 {
+            let id = new_session_id().unwrap();
+            assert!(matches!(id.as_str().as_bytes()[0], b'a'..=b'h'), "{id}");
+        }
     }
 
     #[test]
@@ -203,14 +211,14 @@ mod tests {
             (format!("{}/", &good[..25]), InvalidSessionId::Character),
             // 26 bytes, but not 26 characters of ASCII
             (format!("é{}", &good[2..]), InvalidSessionId::Character),
-            // the last character's 2 padding bits must be zero: 'b' = 1, 'c' = 2
-            (format!("{}b", "a".repeat(25)), InvalidSessionId::Padding),
-            (format!("{}c", "a".repeat(25)), InvalidSessionId::Padding),
+            // the first character's 2 padding bits must be zero: 'i' = 8, '2' = 26
+            (format!("i{}", "a".repeat(25)), InvalidSessionId::Padding),
+            (format!("2{}", "a".repeat(25)), InvalidSessionId::Padding),
         ];
         for (input, expected) in cases {
             assert_eq!(parse_session_id(&input), Err(expected), "{input:?}");
         }
-        assert!(parse_session_id(&format!("{}e", "a".repeat(25))).is_ok());
+        assert!(parse_session_id(&format!("h{}", "7".repeat(25))).is_ok());
         assert!("not-an-id".parse::<SessionId>().is_err());
     }
 }
