@@ -235,6 +235,21 @@ fn caller(state: &ApiState, headers: &HeaderMap, id: &SessionId) -> Result<Calle
     }
 }
 
+/// The session `id` names and its caller, who must be its owner (or the admin).
+fn owner(
+    state: &ApiState,
+    headers: &HeaderMap,
+    id: &str,
+    refusal: &str,
+) -> Result<(SessionId, Caller), ApiError> {
+    let id = parse_id(id)?;
+    let caller = caller(state, headers, &id)?;
+    if !caller.is_owner() {
+        return Err(ApiError::forbidden(refusal.to_owned()));
+    }
+    Ok((id, caller))
+}
+
 fn verify(state: &ApiState, id: &SessionId, token: &str) -> Result<Caller, ApiError> {
     state
         .keys()
@@ -519,13 +534,12 @@ async fn hibernate(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
-    let caller = caller(&state, &headers, &id)?;
-    if !caller.is_owner() {
-        return Err(ApiError::forbidden(
-            "only the owner may put the session to sleep",
-        ));
-    }
+    let (id, caller) = owner(
+        &state,
+        &headers,
+        &id,
+        "only the owner may put the session to sleep",
+    )?;
     let meta = state
         .sessions
         .hibernate(&id, StopReason::Requested, &caller.actor())
@@ -552,11 +566,12 @@ async fn delete(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let id = parse_id(&id)?;
-    let caller = caller(&state, &headers, &id)?;
-    if !caller.is_owner() {
-        return Err(ApiError::forbidden("only the owner may delete the session"));
-    }
+    let (id, caller) = owner(
+        &state,
+        &headers,
+        &id,
+        "only the owner may delete the session",
+    )?;
     if state.sessions.view(&id).await?.is_none() {
         return Err(ApiError::not_found());
     }
@@ -576,13 +591,12 @@ async fn set_port(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
-    let caller = caller(&state, &headers, &id)?;
-    if !caller.is_owner() {
-        return Err(ApiError::forbidden(
-            "only the owner may change who can open a port",
-        ));
-    }
+    let (id, caller) = owner(
+        &state,
+        &headers,
+        &id,
+        "only the owner may change who can open a port",
+    )?;
     let port: u16 = port
         .parse()
         .ok()
@@ -610,11 +624,7 @@ async fn invite(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
-    let caller = caller(&state, &headers, &id)?;
-    if !caller.is_owner() {
-        return Err(ApiError::forbidden("only the owner may invite"));
-    }
+    let (id, _) = owner(&state, &headers, &id, "only the owner may invite")?;
     let request: InviteRequest =
         serde_json::from_slice(&body).map_err(|error| ApiError::bad_request(error.to_string()))?;
     if request.role == Role::Owner {

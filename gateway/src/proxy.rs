@@ -194,18 +194,8 @@ impl Gateway {
                 .await;
         }
         // Unknown first (404), then who is asking (401), then whether it is awake.
-        let view = match self.sessions.view(&id).await {
-            Ok(Some(view)) => view,
-            Ok(None) => return self.reply(session, not_found()).await,
-            Err(error) => {
-                tracing::warn!(session = %id, %error, "looking the session up failed");
-                return self
-                    .reply(
-                        session,
-                        unavailable("The session cannot be looked up right now."),
-                    )
-                    .await;
-            }
+        let Some(view) = self.find_session(session, &id).await? else {
+            return Ok(true);
         };
         let req = session.req_header();
         let bearer = header(req, "authorization").and_then(|v| v.strip_prefix("Bearer "));
@@ -247,6 +237,23 @@ impl Gateway {
             self.sessions.activity.touch(&id);
         }
         Ok(false)
+    }
+
+    /// The session's view; `None` once a 404 (unknown) or 503 (lookup failed) was answered.
+    async fn find_session(
+        &self,
+        session: &mut Session,
+        id: &SessionId,
+    ) -> Result<Option<crate::runtime::SessionView>> {
+        match self.sessions.view(id).await {
+            Ok(Some(view)) => Ok(Some(view)),
+            Ok(None) => self.reply(session, not_found()).await.map(|_| None),
+            Err(error) => {
+                tracing::warn!(session = %id, %error, "looking the session up failed");
+                let reply = unavailable("The session cannot be looked up right now.");
+                self.reply(session, reply).await.map(|_| None)
+            }
+        }
     }
 
     /// Opens an invite or owner link: an invite (which names nobody) becomes a personal token;
@@ -381,18 +388,8 @@ impl Gateway {
         id: SessionId,
         port: u16,
     ) -> Result<bool> {
-        let view = match self.sessions.view(&id).await {
-            Ok(Some(view)) => view,
-            Ok(None) => return self.reply(session, not_found()).await,
-            Err(error) => {
-                tracing::warn!(session = %id, %error, "looking the session up failed");
-                return self
-                    .reply(
-                        session,
-                        unavailable("The session cannot be looked up right now."),
-                    )
-                    .await;
-            }
+        let Some(view) = self.find_session(session, &id).await? else {
+            return Ok(true);
         };
         let Some(declared) = view.port(port) else {
             return self

@@ -124,6 +124,24 @@ fn authenticate(
         })
 }
 
+/// Like [`authenticate`], for the routes only the owner (in practice: the gateway) may use.
+fn authenticate_owner(
+    state: &AppState,
+    headers: &HeaderMap,
+    query: &TokenQuery,
+    refusal: &str,
+) -> Result<Claims, ApiError> {
+    let claims = authenticate(state, headers, query)?;
+    if claims.role != huddle_protocol::Role::Owner {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            refusal.to_owned(),
+        ));
+    }
+    Ok(claims)
+}
+
 async fn download(
     State(state): State<AppState>,
     Path(path): Path<String>,
@@ -182,14 +200,12 @@ async fn snapshot(
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let claims = authenticate(&state, &headers, &query)?;
-    if claims.role != huddle_protocol::Role::Owner {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            "only the owner may take a snapshot".into(),
-        ));
-    }
+    authenticate_owner(
+        &state,
+        &headers,
+        &query,
+        "only the owner may take a snapshot",
+    )?;
     let captured = state.room.capture().await.ok_or_else(|| {
         ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -241,14 +257,7 @@ async fn notice(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let claims = authenticate(&state, &headers, &query)?;
-    if claims.role != huddle_protocol::Role::Owner {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            "only the owner may send notices".into(),
-        ));
-    }
+    authenticate_owner(&state, &headers, &query, "only the owner may send notices")?;
     let notice: Notice = serde_json::from_slice(&body).map_err(|error| {
         ApiError(
             StatusCode::BAD_REQUEST,
@@ -283,14 +292,7 @@ async fn restore(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let claims = authenticate(&state, &headers, &query)?;
-    if claims.role != huddle_protocol::Role::Owner {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            "only the owner may restore".into(),
-        ));
-    }
+    authenticate_owner(&state, &headers, &query, "only the owner may restore")?;
     let conflict =
         |message: String| ApiError(StatusCode::CONFLICT, ErrorCode::AlreadyExists, message);
     if !state.workspace.list_tree().await?.entries.is_empty() {

@@ -105,6 +105,18 @@ impl LocalRuntime {
         }
     }
 
+    async fn remove_workspace(&self, id: &SessionId) -> Result<()> {
+        let workspace = self.workspace(id);
+        if workspace.exists() {
+            tokio::fs::remove_dir_all(&workspace)
+                .await
+                .map_err(|error| {
+                    RuntimeError::Launch(format!("removing the workspace: {error}"))
+                })?;
+        }
+        Ok(())
+    }
+
     /// Starts `id`'s agent in the background unless it is already starting or running.
     fn start_agent(&self, id: &SessionId, files: std::collections::BTreeMap<String, String>) {
         {
@@ -302,14 +314,7 @@ impl Runtime for LocalRuntime {
         self.launcher.stop(id).await?;
         Self::set_agent(&self.agents, id, None);
         // The snapshot is committed (the caller checked): the files may go.
-        let workspace = self.workspace(id);
-        if workspace.exists() {
-            tokio::fs::remove_dir_all(&workspace)
-                .await
-                .map_err(|error| {
-                    RuntimeError::Launch(format!("removing the workspace: {error}"))
-                })?;
-        }
+        self.remove_workspace(id).await?;
         tracing::info!(session = %id, snapshot = snapshot.id, reason = reason.as_str(), "session hibernated");
         Ok(())
     }
@@ -317,14 +322,7 @@ impl Runtime for LocalRuntime {
     async fn delete(&self, id: &SessionId) -> Result<()> {
         self.launcher.stop(id).await?;
         Self::set_agent(&self.agents, id, None);
-        let workspace = self.workspace(id);
-        if workspace.exists() {
-            tokio::fs::remove_dir_all(&workspace)
-                .await
-                .map_err(|error| {
-                    RuntimeError::Launch(format!("removing the workspace: {error}"))
-                })?;
-        }
+        self.remove_workspace(id).await?;
         Ok(())
     }
 
