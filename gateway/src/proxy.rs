@@ -138,7 +138,17 @@ impl Gateway {
             response.append_header(name, value)?;
         }
         self.security_headers(&mut response, true)?;
-        session.set_keepalive(None);
+        // A request body the gateway did not read would be taken for the next request: close
+        // the connection then. Bodiless requests keep it.
+        let has_body = session
+            .req_header()
+            .headers
+            .get("content-length")
+            .is_some_and(|v| v.as_bytes() != b"0")
+            || session.req_header().headers.contains_key("transfer-encoding");
+        if has_body {
+            session.set_keepalive(None);
+        }
         session
             .write_response_header(Box::new(response), reply.body.is_empty())
             .await?;
@@ -448,7 +458,9 @@ impl Gateway {
         ctx.upstream = Some(addr);
         ctx.active_session = Some(id.clone());
         self.sessions.activity.touch(&id);
-        if !participant {
+        // A stranger's WebSocket on a public port must be cut if the port goes private. Plain
+        // requests need nothing: each one is checked, and they keep the pooled connections.
+        if !participant && session.is_upgrade_req() {
             ctx.revocable_port = Some((id, port));
         }
         Ok(false)
