@@ -83,14 +83,23 @@ impl Gateway {
         request
             .headers_mut()
             .insert("host", format!("{DOMAIN}:{}", self.addr.port()).parse()?);
-        let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
+        let (mut ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .context("opening the WebSocket")?;
         let join = json!({"type": "join", "version": 1, "token": token, "client_id": "bench"});
-        ws.send(Message::Text(join.to_string().into())).await?;
-        let open = json!({"type": "open", "file": "src/file0.txt"});
-        ws.send(Message::Text(open.to_string().into())).await?;
+        ws.send(Message::Text(join.to_string().into()))
+            .await
+            .context("sending join")?;
         while let Some(message) = ws.next().await {
             if let Message::Text(text) = message? {
                 let value: Value = serde_json::from_str(&text)?;
+                if value["type"] == "welcome" {
+                    let open = json!({"type": "open", "file": "src/file0.txt"});
+                    ws.send(Message::Text(open.to_string().into()))
+                        .await
+                        .context("sending open")?;
+                }
+                ensure!(value["type"] != "error", "the agent answered {value}");
                 if value["type"] == "document" {
                     ensure!(
                         value["text"].as_str().map(str::len) == Some(FILE_BYTES),
