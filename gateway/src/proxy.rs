@@ -145,7 +145,10 @@ impl Gateway {
             .headers
             .get("content-length")
             .is_some_and(|v| v.as_bytes() != b"0")
-            || session.req_header().headers.contains_key("transfer-encoding");
+            || session
+                .req_header()
+                .headers
+                .contains_key("transfer-encoding");
         if has_body {
             session.set_keepalive(None);
         }
