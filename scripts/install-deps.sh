@@ -18,7 +18,8 @@ APT_PACKAGES=(
     # state stores the gateway talks to
     postgresql redis-server
     # the gateway's proxy benchmark: load generator, and nginx as the reference proxy
-    wrk nginx-light
+    # (Debian 12's nginx-light is only nginx plus an echo module)
+    wrk nginx
     # certificates for the test cluster
     openssl ca-certificates curl
 )
@@ -35,8 +36,34 @@ install_apt_packages() {
     echo "    installing: ${missing[*]}"
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo=sudo
+    # nginx is only the proxy benchmark's reference, which starts its own nginx on loopback
+    # with a private config; Debian would start and enable a system nginx on port 80. Unless
+    # the machine has its own policy-rc.d, one forbids starting nginx during the install, and
+    # its service is disabled afterwards.
+    local new_nginx=0 policy=/usr/sbin/policy-rc.d own_policy=0
+    [[ " ${missing[*]} " != *" nginx "* ]] || new_nginx=1
+    if [ $new_nginx -eq 1 ] && [ ! -e $policy ]; then
+        # shellcheck disable=SC2016
+        printf '#!/bin/sh\ncase " $* " in *" nginx "* | *" nginx.service "*) exit 101 ;; esac\nexit 0\n' |
+            $sudo tee $policy >/dev/null
+        $sudo chmod 755 $policy
+        own_policy=1
+        # shellcheck disable=SC2064 # expanded now: the function's locals are gone at exit
+        trap "$sudo rm -f $policy" EXIT
+    fi
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [ $own_policy -eq 1 ]; then
+        $sudo rm -f $policy
+        trap - EXIT
+    fi
+    if [ $new_nginx -eq 1 ]; then
+        if [ -d /run/systemd/system ]; then
+            $sudo systemctl disable --now nginx.service >/dev/null 2>&1 || true
+        else
+            $sudo update-rc.d nginx disable >/dev/null 2>&1 || true
+        fi
+    fi
 }
 
 # bin_name PACKAGE: the name we install a main package's binary under. etcd's

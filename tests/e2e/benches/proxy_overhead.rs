@@ -1,55 +1,285 @@
-//! What the gateway's proxy costs: the same upstream reached directly, through nginx configured
-//! as the same reverse proxy, and through the gateway (a public forwarded port), in one run.
+//! What the gateway's proxy costs, in one run: the same upstream reached directly (the
+//! baseline), through nginx configured as the same reverse proxy, and through the gateway (a
+//! session's public forwarded port, `port-<N>-<id>.<domain>`, process runtime).
 //!
-//! - HTTP: `wrk` requests/s and p99 latency against a small fixed response.
-//! - WebSocket: 1,000 concurrent connections, each sending a timestamped message every 200 ms;
-//!   round-trip latency p50/p99 of the echoes.
+//! - HTTP: `wrk -t1 -c64 -d10s` against `GET /` (a 64-byte body): requests/s and latency
+//!   percentiles (from a wrk Lua `done()` hook), plus the CPU time the proxy's processes and the
+//!   upstream spent per request.
+//! - WebSocket: 1,000 connections open at once through each arm, each sending a timestamped
+//!   text message every 100 ms for 5 s to an echo server; round-trip latency p50/p99.
 //!
-//! The machine has 2 cores, shared by wrk (or the WebSocket clients), the proxy and the
-//! upstream, so the absolute numbers are small; the ratios are the point.
+//! The upstream (axum, its own 2-thread runtime) and the WebSocket clients (another 2-thread
+//! runtime) run in this process; nginx and the gateway get 2 workers each. The CI machine has
+//! 2 cores, shared by the load generator, the proxy and the upstream, so a proxied arm competes
+//! for the CPU the direct arm has to itself: the ratios are the point, not absolute figures.
 //!
 //!   cargo build --release -p huddle-gateway -p huddle-agent
 //!   cargo bench -p huddle-e2e --bench proxy_overhead
 //!
-//! Environment: `BENCH_SECONDS` (per wrk run, default 8), `BENCH_CONNECTIONS` (wrk, 50),
-//! `BENCH_WS` (WebSocket connections, 1000).
+//! Needs `wrk` and `nginx` (scripts/install-deps.sh), and about 2 open files per WebSocket: the
+//! bench raises its own soft limit with `prlimit` when it can (else run `ulimit -n 65536`).
+//!
+//! Environment: `BENCH_HTTP_SECONDS` (10), `BENCH_HTTP_CONNECTIONS` (64),
+//! `BENCH_WS_CONNECTIONS` (1000), `BENCH_WS_SECONDS` (5), `BENCH_WS_INTERVAL_MS` (100).
+//! The gateway's log is written to `$HUDDLE_ARTIFACTS/bench-proxy-gateway.log`.
 
-use anyhow::{Context as _, Result, bail, ensure};
-use futures::{SinkExt as _, StreamExt as _};
-use huddle_test_harness::{Process, free_local_addr};
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use futures::{SinkExt as _, StreamExt as _, TryStreamExt as _};
+use huddle_test_harness::{artifacts_dir, free_local_addr, workspace_binary};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Mutex;
+use tokio::time::MissedTickBehavior;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 const DOMAIN: &str = "huddle.test";
-const ADMIN: &str = "bench-admin-token-0123456789abcdef";
+const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
+/// The upstream's `GET /` body: 64 bytes.
 const BODY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-/// nginx and the gateway each get this many worker threads/processes.
+/// nginx's worker processes and the gateway's proxy threads.
 const WORKERS: usize = 2;
+/// Every WebSocket message is a 20-digit send time (ns) and this.
+const WS_TAG: &str = " huddle-bench";
+/// Seconds of wrk before each measured run (connection pools, caches).
+const WARM_UP_SECONDS: u64 = 2;
+/// `/proc/<pid>/stat` counts CPU time in clock ticks of 1/100 s (USER_HZ on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+/// wrk's Lua hook: one JSON line with the summary, latencies in microseconds.
+const WRK_SCRIPT: &str = r#"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'BENCH_JSON {"requests":%.0f,"duration_us":%.0f,"connect":%.0f,"read":%.0f,"write":%.0f,' ..
+    '"status":%.0f,"timeout":%.0f,"p50_us":%.1f,"p90_us":%.1f,"p99_us":%.1f,"max_us":%.1f}\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+"#;
+
+struct Settings {
+    http_seconds: u64,
+    http_connections: u64,
+    ws_connections: u64,
+    ws_seconds: u64,
+    ws_interval: Duration,
 }
 
-/// One way to reach the upstream.
+impl Settings {
+    fn from_env() -> Self {
+        fn number(name: &str, default: u64) -> u64 {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|&n| n > 0)
+                .unwrap_or(default)
+        }
+        Self {
+            http_seconds: number("BENCH_HTTP_SECONDS", 10),
+            http_connections: number("BENCH_HTTP_CONNECTIONS", 64),
+            ws_connections: number("BENCH_WS_CONNECTIONS", 1000),
+            ws_seconds: number("BENCH_WS_SECONDS", 5),
+            ws_interval: Duration::from_millis(number("BENCH_WS_INTERVAL_MS", 100)),
+        }
+    }
+
+    /// Open files this process (and each proxy) needs: the WebSocket clients and the
+    /// upstream's side of each, wrk's connections, and room for everything else.
+    fn open_files(&self) -> u64 {
+        2 * (self.ws_connections + self.http_connections) + 1024
+    }
+}
+
+fn main() -> Result<()> {
+    let settings = Settings::from_env();
+    raise_open_file_limit(settings.open_files())?;
+    // The upstream gets a runtime of its own so the WebSocket clients' tasks do not queue
+    // behind its connections (or the other way round).
+    let upstream_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("upstream")
+        .enable_all()
+        .build()?;
+    let upstream = upstream_runtime.block_on(start_upstream())?;
+    let clients = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("clients")
+        .enable_all()
+        .build()?;
+    let result = clients.block_on(bench(&settings, upstream));
+    clients.shutdown_timeout(Duration::from_secs(1));
+    upstream_runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+async fn bench(settings: &Settings, upstream: SocketAddr) -> Result<()> {
+    println!(
+        "==> upstream on {upstream}: GET / ({} bytes), GET /ws (echo)",
+        BODY.len()
+    );
+    let mut arms = vec![Arm::new("direct", upstream, None)];
+
+    println!("==> gateway: starting huddle-gateway (process runtime, {WORKERS} threads)");
+    let (gateway, host) = match start_gateway(upstream).await {
+        Ok(gateway) => {
+            println!("==> gateway ready on {}: {}", gateway.addr, gateway.host);
+            let host = gateway.host.clone();
+            (Ok(gateway), host)
+        }
+        Err(error) => {
+            println!("==> gateway FAILED: {error:#}");
+            // nginx and the direct arm still run, with a Host of the same shape.
+            let host = format!("port-{}-{}.{DOMAIN}", upstream.port(), "a".repeat(26));
+            (Err(error), host)
+        }
+    };
+
+    println!("==> nginx: starting with {WORKERS} workers, proxying {host}");
+    let nginx = start_nginx(upstream, &host, settings).await;
+    match &nginx {
+        Ok(nginx) => {
+            println!("==> nginx ready on {}", nginx.addr);
+            arms.push(Arm::new("nginx", nginx.addr, Some(nginx.process.pid())));
+        }
+        Err(error) => {
+            println!("==> nginx FAILED: {error:#}");
+            arms.push(Arm::failed("nginx", error));
+        }
+    }
+    match &gateway {
+        Ok(gateway) => arms.push(Arm::new(
+            "gateway",
+            gateway.addr,
+            Some(gateway.process.pid()),
+        )),
+        Err(error) => arms.push(Arm::failed("gateway", error)),
+    }
+
+    let scratch = tempfile::tempdir()?;
+    let script = scratch.path().join("report.lua");
+    std::fs::write(&script, WRK_SCRIPT)?;
+    for arm in &mut arms {
+        if arm.failure.is_some() {
+            continue;
+        }
+        println!(
+            "==> HTTP {}: wrk -t1 -c{} -d{}s (after {WARM_UP_SECONDS} s warm-up)",
+            arm.name, settings.http_connections, settings.http_seconds
+        );
+        let result = run_wrk(
+            arm,
+            &host,
+            &script,
+            WARM_UP_SECONDS,
+            settings.http_connections,
+        )
+        .and_then(|_| {
+            run_wrk(
+                arm,
+                &host,
+                &script,
+                settings.http_seconds,
+                settings.http_connections,
+            )
+        });
+        match result {
+            Ok(figures) => arm.http = Some(figures),
+            Err(error) => {
+                println!("==> HTTP {} FAILED: {error:#}", arm.name);
+                arm.failure = Some(format!("HTTP: {error:#}"));
+            }
+        }
+    }
+
+    for arm in &mut arms {
+        if arm.failure.is_some() {
+            continue;
+        }
+        println!(
+            "==> WebSocket {}: {} connections, a message every {} ms each for {} s",
+            arm.name,
+            settings.ws_connections,
+            settings.ws_interval.as_millis(),
+            settings.ws_seconds
+        );
+        match run_websockets(arm, &host, settings).await {
+            Ok(figures) => arm.ws = Some(figures),
+            Err(error) => {
+                println!("==> WebSocket {} FAILED: {error:#}", arm.name);
+                arm.failure = Some(format!("WebSocket: {error:#}"));
+            }
+        }
+        // Let the closed connections drain before the next arm.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    println!("==> stopping nginx and the gateway");
+    drop(nginx);
+    if let Ok(gateway) = gateway {
+        gateway.process.stop();
+    }
+
+    report(settings, &host, &arms);
+    let failed: Vec<String> = arms
+        .iter()
+        .filter_map(|arm| Some(format!("{}: {}", arm.name, arm.failure.as_ref()?)))
+        .collect();
+    if !failed.is_empty() {
+        bail!("{} arm(s) failed:\n{}", failed.len(), failed.join("\n"));
+    }
+    Ok(())
+}
+
+/// One way of reaching the upstream, and what it measured.
 struct Arm {
     name: &'static str,
     addr: SocketAddr,
-    host: String,
+    /// The proxy's main process (its CPU time is counted with its children's).
+    proxy_pid: Option<u32>,
+    failure: Option<String>,
+    http: Option<HttpFigures>,
+    ws: Option<WsFigures>,
 }
 
+impl Arm {
+    fn new(name: &'static str, addr: SocketAddr, proxy_pid: Option<u32>) -> Self {
+        Self {
+            name,
+            addr,
+            proxy_pid,
+            failure: None,
+            http: None,
+            ws: None,
+        }
+    }
+
+    fn failed(name: &'static str, error: &anyhow::Error) -> Self {
+        let mut arm = Self::new(name, SocketAddr::from(([127, 0, 0, 1], 0)), None);
+        arm.failure = Some(format!("{error:#}"));
+        arm
+    }
+
+    fn proxy_cpu_seconds(&self) -> Option<f64> {
+        self.proxy_pid.map(tree_cpu_seconds)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The upstream, nginx and the gateway
+
 async fn start_upstream() -> Result<SocketAddr> {
-    use axum::extract::ws::{Message as AxumMessage, WebSocketUpgrade};
+    use axum::extract::ws::{Message as WsMessage, WebSocketUpgrade};
+    use axum::serve::ListenerExt as _;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
+    // Like the proxies, the upstream sends small writes at once (no Nagle).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let app = axum::Router::new()
         .route("/", axum::routing::get(|| async { BODY }))
         .route(
@@ -57,9 +287,12 @@ async fn start_upstream() -> Result<SocketAddr> {
             axum::routing::get(|upgrade: WebSocketUpgrade| async move {
                 upgrade.on_upgrade(|mut socket| async move {
                     while let Some(Ok(message)) = socket.recv().await {
-                        if let AxumMessage::Text(text) = message
-                            && socket.send(AxumMessage::Text(text)).await.is_err()
-                        {
+                        let echo = match message {
+                            WsMessage::Text(_) | WsMessage::Binary(_) => message,
+                            WsMessage::Close(_) => break,
+                            _ => continue,
+                        };
+                        if socket.send(echo).await.is_err() {
                             break;
                         }
                     }
@@ -67,358 +300,826 @@ async fn start_upstream() -> Result<SocketAddr> {
             }),
         );
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        if let Err(error) = axum::serve(listener, app).await {
+            eprintln!("upstream server stopped: {error}");
+        }
     });
     Ok(addr)
 }
 
-/// nginx as a tuned reverse proxy: keep-alive upstream pool, HTTP/1.1, WebSocket upgrade
-/// headers, no access log, as many workers as the gateway has threads.
-fn start_nginx(upstream: SocketAddr, host: &str) -> Result<(Child, SocketAddr, tempfile::TempDir)> {
-    let dir = tempfile::tempdir()?;
-    let listen = free_local_addr()?;
-    let prefix = dir.path();
-    std::fs::create_dir_all(prefix.join("logs"))?;
-    let config = format!(
+/// nginx as a tuned reverse proxy, the configuration one would deploy: as many workers as the
+/// gateway has threads, `reuseport` listeners, a keep-alive pool to the upstream over HTTP/1.1,
+/// client and upstream connections kept for the whole run (the gateway does not close them
+/// after N requests either), the standard WebSocket upgrade map (`Connection: ""` for plain
+/// requests so upstream connections are reused), the same forwarded headers the gateway sets,
+/// and no access log.
+fn nginx_config(
+    dir: &Path,
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    host: &str,
+    files: u64,
+) -> String {
+    let dir = dir.display();
+    format!(
         r#"worker_processes {WORKERS};
 user root;
-pid {prefix}/nginx.pid;
-error_log {prefix}/logs/error.log warn;
-events {{ worker_connections 8192; }}
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+worker_rlimit_nofile {files};
+events {{
+    worker_connections {files};
+}}
 http {{
     access_log off;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
-    upstream app {{ server {upstream}; keepalive 64; }}
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    keepalive_requests 10000000;
+    keepalive_timeout 75s;
+
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        '' '';
+    }}
+    upstream session_port {{
+        server {upstream};
+        keepalive 64;
+        keepalive_requests 10000000;
+        keepalive_timeout 75s;
+    }}
     server {{
         listen {listen} reuseport;
         server_name {host};
         location / {{
-            proxy_pass http://app;
+            proxy_pass http://session_port;
             proxy_http_version 1.1;
             proxy_set_header Host $host;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
-            proxy_read_timeout 3600s;
-            proxy_buffering off;
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_read_timeout 1h;
+            proxy_send_timeout 1h;
         }}
     }}
 }}
-"#,
-        prefix = prefix.display()
-    );
-    let path = prefix.join("nginx.conf");
-    std::fs::write(&path, config)?;
-    let child = Command::new("nginx")
-        .arg("-p")
-        .arg(prefix)
-        .arg("-c")
-        .arg(&path)
-        .args(["-g", "daemon off;"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("starting nginx (scripts/install-deps.sh installs nginx-light)")?;
-    Ok((child, listen, dir))
+"#
+    )
 }
 
-/// The gateway with the process runtime; a session forwarding the upstream's port publicly.
-async fn start_gateway(
-    upstream: SocketAddr,
-) -> Result<(Process, SocketAddr, String, tempfile::TempDir)> {
+struct Nginx {
+    process: Managed,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_nginx(upstream: SocketAddr, host: &str, settings: &Settings) -> Result<Nginx> {
+    let dir = tempfile::tempdir()?;
+    let addr = free_local_addr()?;
+    let config = dir.path().join("nginx.conf");
+    std::fs::write(
+        &config,
+        nginx_config(dir.path(), addr, upstream, host, settings.open_files()),
+    )?;
+    let log = dir.path().join("error.log");
+    let child = Command::new("nginx")
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-e")
+        .arg(&log)
+        .arg("-c")
+        .arg(&config)
+        .args(["-g", "daemon off;"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting nginx (scripts/install-deps.sh installs it)")?;
+    let mut process = Managed::new("nginx", child, log, Duration::from_secs(5));
+    let client = client_for(host, addr)?;
+    let url = format!("http://{host}:{}/", addr.port());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(response) = client.get(&url).send().await {
+            ensure!(
+                response.status() == 200,
+                "nginx answered {}",
+                response.status()
+            );
+            return Ok(Nginx {
+                process,
+                addr,
+                _dir: dir,
+            });
+        }
+        if process.exited() || Instant::now() > deadline {
+            bail!("nginx did not start:\n{}", process.log_tail(20));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+struct Gateway {
+    process: Managed,
+    addr: SocketAddr,
+    /// `port-<upstream port>-<session id>.huddle.test`
+    host: String,
+    _data: tempfile::TempDir,
+}
+
+/// Starts the gateway with agents as local processes, creates a session that forwards the
+/// upstream's port publicly, and waits until that port answers through the gateway.
+async fn start_gateway(upstream: SocketAddr) -> Result<Gateway> {
+    let binary = workspace_binary("huddle-gateway").context(
+        "the gateway arm needs `cargo build --release -p huddle-gateway -p huddle-agent`",
+    )?;
     let addr = free_local_addr()?;
     let internal = free_local_addr()?;
     let data = tempfile::tempdir()?;
-    let args = vec![
-        "--runtime=process".to_owned(),
-        format!("--listen={addr}"),
-        format!("--internal-listen={internal}"),
-        format!("--public-url=http://{DOMAIN}:{}", addr.port()),
-        format!("--data-dir={}", data.path().display()),
-        format!("--admin-token={ADMIN}"),
-        format!("--threads={WORKERS}"),
-        format!(
-            "--upgrade-socket={}",
-            data.path().join("upgrade.sock").display()
-        ),
-    ];
-    let process = Process::start("huddle-gateway", "bench-proxy-gateway", &args)?;
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .resolve(DOMAIN, addr)
-        .build()?;
-    let mut up = false;
-    for _ in 0..200 {
-        if client
-            .get(format!("http://{DOMAIN}:{}/healthz", addr.port()))
-            .send()
-            .await
-            .is_ok()
-        {
-            up = true;
+    let log = artifacts_dir()?.join("bench-proxy-gateway.log");
+    let file =
+        std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+    let child = Command::new(&binary)
+        .args(["--runtime", "process"])
+        .args(["--listen", &addr.to_string()])
+        .args(["--internal-listen", &internal.to_string()])
+        .args(["--public-url", &format!("http://{DOMAIN}:{}", addr.port())])
+        .arg("--data-dir")
+        .arg(data.path())
+        .args(["--admin-token", ADMIN_TOKEN])
+        .args(["--threads", &WORKERS.to_string()])
+        .env("RUST_LOG", "warn")
+        // Settings the contract leaves to defaults, given as environment variables so an
+        // older or newer gateway ignores them: a private upgrade socket (not the shared
+        // /tmp default) and a short grace period on SIGTERM.
+        .env("HUDDLE_UPGRADE_SOCKET", data.path().join("upgrade.sock"))
+        .env("HUDDLE_GRACE_SECONDS", "1")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let mut process = Managed::new("gateway", child, log, Duration::from_secs(15));
+
+    let client = client_for(DOMAIN, addr)?;
+    let base = format!("http://{DOMAIN}:{}", addr.port());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let health = client.get(format!("{base}/healthz")).send().await;
+        if health.is_ok_and(|r| r.status() == 200) {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    ensure!(up, "the gateway did not start: {}", process.log_tail(20));
-    let created: Value = client
-        .post(format!("http://{DOMAIN}:{}/api/sessions", addr.port()))
-        .bearer_auth(ADMIN)
-        .json(&json!({"ports": [{"port": upstream.port(), "visibility": "public"}]}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let id = created["id"].as_str().context("no session id")?;
-    let host = format!("port-{}-{id}.{DOMAIN}", upstream.port());
-    let port_client = reqwest::Client::builder()
-        .no_proxy()
-        .resolve(&host, addr)
-        .build()?;
-    for _ in 0..600 {
-        let response = port_client
-            .get(format!("http://{host}:{}/", addr.port()))
-            .send()
-            .await;
-        if response.is_ok_and(|r| r.status() == 200) {
-            return Ok((process, addr, host, data));
+        if process.exited() || Instant::now() > deadline {
+            bail!(
+                "the gateway did not answer /healthz:\n{}",
+                process.log_tail(20)
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    bail!("the session never became ready: {}", process.log_tail(20))
+
+    let response = client
+        .post(format!("{base}/api/sessions"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"ports": [{"port": upstream.port(), "visibility": "public"}]}))
+        .send()
+        .await?;
+    let status = response.status();
+    let text = response.text().await?;
+    ensure!(status == 201, "POST /api/sessions: {status}: {text}");
+    let created: Value = serde_json::from_str(&text).context("POST /api/sessions")?;
+    let id = created["id"]
+        .as_str()
+        .with_context(|| format!("no session id in {text}"))?;
+    let host = format!("port-{}-{id}.{DOMAIN}", upstream.port());
+
+    // The gateway starts the session's agent first, answering 503 meanwhile.
+    let client = client_for(&host, addr)?;
+    let url = format!("http://{host}:{}/", addr.port());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let last = match client.get(&url).send().await {
+            Ok(response) if response.status() == 200 => {
+                let body = response.text().await?;
+                ensure!(
+                    body == BODY,
+                    "unexpected body through the gateway: {body:?}"
+                );
+                break;
+            }
+            Ok(response) => response.status().to_string(),
+            Err(error) => error.to_string(),
+        };
+        if process.exited() || Instant::now() > deadline {
+            bail!(
+                "the forwarded port never answered 200 (last: {last}):\n{}",
+                process.log_tail(20)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(Gateway {
+        process,
+        addr,
+        host,
+        _data: data,
+    })
 }
 
-/// wrk's requests/s and latency percentiles (ms).
+/// An HTTP client that sends `host` as the Host header and connects to `addr`.
+fn client_for(host: &str, addr: SocketAddr) -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .resolve(host, addr)
+        .timeout(Duration::from_secs(5))
+        .build()?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP with wrk
+
 struct HttpFigures {
     requests_per_second: f64,
     p50_ms: f64,
     p99_ms: f64,
+    max_ms: f64,
+    /// wrk's read, write and timeout errors.
+    socket_errors: u64,
+    /// CPU time of the proxy's processes per request (nginx master and workers; the gateway
+    /// and its agent).
+    proxy_cpu_us: Option<f64>,
+    /// CPU time of this process's threads (the upstream) per request.
+    upstream_cpu_us: f64,
 }
 
-fn parse_latency(text: &str) -> Option<f64> {
-    let text = text.trim();
-    let (number, factor) = if let Some(n) = text.strip_suffix("us") {
-        (n, 0.001)
-    } else if let Some(n) = text.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1000.0)
-    } else {
-        return None;
-    };
-    number.parse::<f64>().ok().map(|n| n * factor)
-}
-
-fn run_wrk(arm: &Arm, seconds: u64, connections: u64) -> Result<HttpFigures> {
+fn run_wrk(
+    arm: &Arm,
+    host: &str,
+    script: &Path,
+    seconds: u64,
+    connections: u64,
+) -> Result<HttpFigures> {
+    let proxy_before = arm.proxy_cpu_seconds();
+    // This process's own threads: the upstream (the WebSocket clients are idle meanwhile).
+    let upstream_before = cpu_seconds(std::process::id());
     let output = Command::new("wrk")
-        .args([
-            "-t1",
-            &format!("-c{connections}"),
-            &format!("-d{seconds}s"),
-            "--latency",
-        ])
-        .args(["-H", &format!("Host: {}", arm.host)])
+        .args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s")])
+        .arg("--latency")
+        .arg("-s")
+        .arg(script)
+        .args(["-H", &format!("Host: {host}")])
         .arg(format!("http://{}/", arm.addr))
+        .stdin(Stdio::null())
         .output()
         .context("running wrk (scripts/install-deps.sh installs it)")?;
+    let upstream_cpu = cpu_seconds(std::process::id()) - upstream_before;
+    let proxy_cpu = arm
+        .proxy_cpu_seconds()
+        .zip(proxy_before)
+        .map(|(after, before)| after - before);
     let text = String::from_utf8_lossy(&output.stdout);
-    ensure!(output.status.success(), "wrk failed: {text}");
     ensure!(
-        !text.contains("Non-2xx"),
-        "{}: wrk saw errors:\n{text}",
-        arm.name
+        output.status.success(),
+        "wrk failed ({}): {text}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
     );
-    let mut figures = HttpFigures {
-        requests_per_second: 0.0,
-        p50_ms: 0.0,
-        p99_ms: 0.0,
-    };
-    for line in text.lines() {
-        let mut words = line.split_whitespace();
-        match words.next() {
-            Some("Requests/sec:") => {
-                figures.requests_per_second =
-                    words.next().and_then(|n| n.parse().ok()).unwrap_or(0.0);
+    let line = text
+        .lines()
+        .find_map(|line| line.strip_prefix("BENCH_JSON "))
+        .with_context(|| format!("no summary from wrk:\n{text}"))?;
+    let summary: HashMap<String, f64> = serde_json::from_str(line)?;
+    let get = |key: &str| summary.get(key).copied().unwrap_or(0.0);
+    ensure!(
+        get("status") == 0.0,
+        "{} of {} responses were not 2xx/3xx",
+        get("status"),
+        get("requests")
+    );
+    ensure!(
+        get("connect") == 0.0,
+        "{} connect errors:\n{text}",
+        get("connect")
+    );
+    let requests = get("requests");
+    ensure!(requests > 0.0, "no responses:\n{text}");
+    Ok(HttpFigures {
+        requests_per_second: requests / (get("duration_us") / 1e6),
+        p50_ms: get("p50_us") / 1000.0,
+        p99_ms: get("p99_us") / 1000.0,
+        max_ms: get("max_us") / 1000.0,
+        socket_errors: (get("read") + get("write") + get("timeout")) as u64,
+        proxy_cpu_us: proxy_cpu.map(|s| s * 1e6 / requests),
+        upstream_cpu_us: upstream_cpu * 1e6 / requests,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// WebSocket echoes
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct WsFigures {
+    /// Seconds to open all connections (at most 32 handshakes at a time).
+    open_seconds: f64,
+    /// Round-trip times in ms, sorted.
+    samples: Vec<f64>,
+    /// Proxy CPU time per echoed message (both directions).
+    proxy_cpu_us: Option<f64>,
+}
+
+async fn open_socket(url: String, host: String) -> Result<Socket> {
+    let mut request = url.into_client_request()?;
+    request.headers_mut().insert("host", host.parse()?);
+    let (socket, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async_with_config(request, None, true),
+    )
+    .await
+    .context("WebSocket handshake timed out")??;
+    Ok(socket)
+}
+
+async fn run_websockets(arm: &Arm, host: &str, settings: &Settings) -> Result<WsFigures> {
+    let count = settings.ws_connections;
+    let url = format!("ws://{}/ws", arm.addr);
+    let opening = Instant::now();
+    let sockets: Vec<Socket> = futures::stream::iter(0..count)
+        .map(|_| open_socket(url.clone(), host.to_owned()))
+        .buffer_unordered(32)
+        .try_collect()
+        .await
+        .context("opening the WebSockets")?;
+    let open_seconds = opening.elapsed().as_secs_f64();
+
+    // Every connection sends at the same rate; their first messages are spread evenly over
+    // one interval so the load is steady.
+    let base = Instant::now();
+    let start = base + Duration::from_millis(200);
+    let stop = start + Duration::from_secs(settings.ws_seconds);
+    let interval = settings.ws_interval;
+    let tasks: Vec<_> = sockets
+        .into_iter()
+        .enumerate()
+        .map(|(i, socket)| {
+            let first = start + interval.mul_f64(i as f64 / count as f64);
+            tokio::spawn(echo_loop(socket, base, first, interval, stop))
+        })
+        .collect();
+    tokio::time::sleep_until(start.into()).await;
+    let cpu_start = arm.proxy_cpu_seconds();
+    tokio::time::sleep_until(stop.into()).await;
+    let cpu_stop = arm.proxy_cpu_seconds();
+
+    let mut samples = Vec::new();
+    let mut lost = 0;
+    let mut errors = Vec::new();
+    for task in tasks {
+        match task.await? {
+            Ok(connection) => {
+                lost += connection.sent - connection.samples.len() as u64;
+                samples.extend(connection.samples);
             }
-            Some("50%") => figures.p50_ms = words.next().and_then(parse_latency).unwrap_or(0.0),
-            Some("99%") => figures.p99_ms = words.next().and_then(parse_latency).unwrap_or(0.0),
-            _ => {}
+            Err(error) => errors.push(format!("{error:#}")),
         }
     }
     ensure!(
-        figures.requests_per_second > 0.0,
-        "no figures from wrk:\n{text}"
+        errors.is_empty(),
+        "{} of {count} connections failed, first: {}",
+        errors.len(),
+        errors[0]
     );
-    Ok(figures)
+    ensure!(lost == 0, "{lost} messages were never echoed");
+    ensure!(!samples.is_empty(), "no echoes");
+    samples.sort_by(f64::total_cmp);
+    let proxy_cpu_us = cpu_stop
+        .zip(cpu_start)
+        .map(|(after, before)| (after - before) * 1e6 / samples.len() as f64);
+    Ok(WsFigures {
+        open_seconds,
+        samples,
+        proxy_cpu_us,
+    })
 }
 
-/// Round-trip times (ms) of echoes on `count` WebSockets open at once.
-async fn run_websockets(arm: &Arm, count: u64, seconds: u64) -> Result<Vec<f64>> {
-    let mut sockets = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        let mut request = format!("ws://{}/ws", arm.addr).into_client_request()?;
-        request.headers_mut().insert("host", arm.host.parse()?);
-        let (ws, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .with_context(|| format!("{}: opening WebSocket {}", arm.name, sockets.len()))?;
-        sockets.push(ws);
-    }
-    let samples = Arc::new(Mutex::new(Vec::new()));
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(seconds);
-    let mut tasks = Vec::new();
-    for (i, ws) in sockets.into_iter().enumerate() {
-        tasks.push(tokio::spawn(async move {
-            let (mut tx, mut rx) = ws.split();
-            // Spread the connections over the interval so the load is steady.
-            tokio::time::sleep(Duration::from_micros((i as u64 % 200) * 1000)).await;
-            let mut mine = Vec::new();
-            while Instant::now() < deadline {
-                let sent = Instant::now();
-                let payload = format!("{:?}", sent.duration_since(started));
-                if tx
-                    .send(Message::Text(payload.clone().into()))
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-                loop {
-                    match rx.next().await {
-                        Some(Ok(Message::Text(text))) if text.as_str() == payload => {
-                            mine.push(sent.elapsed().as_secs_f64() * 1000.0);
-                            break;
-                        }
-                        Some(Ok(_)) => {}
-                        _ => return mine,
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            let _ = tx.send(Message::Close(None)).await;
-            mine
-        }));
-    }
-    for task in tasks {
-        let mine = task.await?;
-        samples.lock().await.extend(mine);
-    }
-    let mut samples = Arc::try_unwrap(samples)
-        .map_err(|_| anyhow::anyhow!("samples still shared"))?
-        .into_inner();
-    samples.sort_by(f64::total_cmp);
-    ensure!(!samples.is_empty(), "{}: no echoes", arm.name);
-    Ok(samples)
+struct Connection {
+    sent: u64,
+    samples: Vec<f64>,
 }
+
+/// Sends a message stamped with its send time every `interval` from `first` until `stop`, and
+/// times each echo; then waits (up to 5 s) for the missing echoes and closes.
+async fn echo_loop(
+    socket: Socket,
+    base: Instant,
+    first: Instant,
+    interval: Duration,
+    stop: Instant,
+) -> Result<Connection> {
+    let (mut tx, mut rx) = socket.split();
+    let mut ticks = tokio::time::interval_at(first.into(), interval);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let give_up = tokio::time::sleep_until((stop + Duration::from_secs(5)).into());
+    tokio::pin!(give_up);
+    let mut sent = 0u64;
+    let mut samples = Vec::new();
+    loop {
+        let sending = Instant::now() < stop;
+        if !sending && samples.len() as u64 == sent {
+            break;
+        }
+        tokio::select! {
+            _ = ticks.tick(), if sending => {
+                let now = Instant::now();
+                if now < stop {
+                    let stamp = now.duration_since(base).as_nanos();
+                    tx.send(Message::text(format!("{stamp:020}{WS_TAG}"))).await?;
+                    sent += 1;
+                }
+            }
+            message = rx.next() => match message {
+                Some(Ok(Message::Text(text))) => {
+                    let now = Instant::now().duration_since(base).as_nanos();
+                    let stamp: u128 = text
+                        .split(' ')
+                        .next()
+                        .and_then(|stamp| stamp.parse().ok())
+                        .with_context(|| format!("unexpected echo {:?}", text.as_str()))?;
+                    samples.push(now.saturating_sub(stamp) as f64 / 1e6);
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => return Err(error.into()),
+                None => bail!("closed by the other side"),
+            },
+            () = &mut give_up => break,
+        }
+    }
+    let _ = tx.send(Message::Close(None)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(_)) = rx.next().await {}
+    })
+    .await;
+    Ok(Connection { sent, samples })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The report
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
 }
 
-fn main() -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(bench())
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "n/a".to_owned(),
+    }
 }
 
-async fn bench() -> Result<()> {
-    let seconds = env_number("BENCH_SECONDS", 8);
-    let connections = env_number("BENCH_CONNECTIONS", 50);
-    let websockets = env_number("BENCH_WS", 1000);
-    println!("==> starting the upstream, nginx and the gateway");
-    let upstream = start_upstream().await?;
-    let (_gateway, gateway_addr, gateway_host, _gateway_data) = start_gateway(upstream).await?;
-    let (mut nginx, nginx_addr, _nginx_dir) = start_nginx(upstream, &gateway_host)?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let arms = [
-        Arm {
-            name: "direct",
-            addr: upstream,
-            host: gateway_host.clone(),
-        },
-        Arm {
-            name: "nginx",
-            addr: nginx_addr,
-            host: gateway_host.clone(),
-        },
-        Arm {
-            name: "gateway",
-            addr: gateway_addr,
-            host: gateway_host.clone(),
-        },
-    ];
+/// CPU time in µs, or "-" for the direct arm (no proxy).
+fn cpu_cell(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{v:.1} µs"))
+}
 
-    let mut http = Vec::new();
-    for arm in &arms {
-        println!(
-            "==> HTTP through {}: wrk -t1 -c{connections} -d{seconds}s",
-            arm.name
-        );
-        // A short warm-up so connection pools and caches are filled.
-        run_wrk(arm, 1, connections)?;
-        http.push(run_wrk(arm, seconds, connections)?);
-    }
-    let mut ws = Vec::new();
-    for arm in &arms {
-        println!(
-            "==> WebSocket through {}: {websockets} connections, 5 s",
-            arm.name
-        );
-        ws.push(run_websockets(arm, websockets, 5).await?);
-    }
-    let _ = nginx.kill();
-    let _ = nginx.wait();
+fn report(settings: &Settings, host: &str, arms: &[Arm]) {
+    let find = |name: &str| arms.iter().find(|arm| arm.name == name);
+    let http = |name: &str| find(name).and_then(|arm| arm.http.as_ref());
+    let ws = |name: &str| find(name).and_then(|arm| arm.ws.as_ref());
 
-    println!("\nHTTP (wrk, {connections} connections, {seconds} s, 64-byte body)");
     println!(
-        "{:<8} {:>10} {:>9} {:>9}",
-        "arm", "req/s", "p50 ms", "p99 ms"
+        "\nHTTP: wrk -t1 -c{} -d{}s --latency -H 'Host: {host}' http://127.0.0.1:<port>/ ({}-byte body)",
+        settings.http_connections,
+        settings.http_seconds,
+        BODY.len()
     );
-    for (arm, figures) in arms.iter().zip(&http) {
+    println!(
+        "{:<8} {:>9} {:>8} {:>8} {:>8} {:>7} {:>13} {:>16}",
+        "arm", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "proxy CPU/req", "upstream CPU/req"
+    );
+    for arm in arms {
+        match &arm.http {
+            Some(f) => println!(
+                "{:<8} {:>9.0} {:>8.3} {:>8.3} {:>8.2} {:>7} {:>13} {:>13.1} µs",
+                arm.name,
+                f.requests_per_second,
+                f.p50_ms,
+                f.p99_ms,
+                f.max_ms,
+                f.socket_errors,
+                cpu_cell(f.proxy_cpu_us),
+                f.upstream_cpu_us
+            ),
+            None => println!(
+                "{:<8} FAILED: {}",
+                arm.name,
+                arm.failure.as_deref().unwrap_or("")
+            ),
+        }
+    }
+    for (a, b) in [
+        ("gateway", "direct"),
+        ("nginx", "direct"),
+        ("gateway", "nginx"),
+    ] {
+        let rps = |name| http(name).map(|f| f.requests_per_second);
+        let p50 = |name| http(name).map(|f| f.p50_ms);
+        let p99 = |name| http(name).map(|f| f.p99_ms);
+        let cpu = |name| http(name).and_then(|f| f.proxy_cpu_us);
         println!(
-            "{:<8} {:>10.0} {:>9.2} {:>9.2}",
-            arm.name, figures.requests_per_second, figures.p50_ms, figures.p99_ms
+            "{a}/{b}: req/s {}, p50 {}, p99 {}{}",
+            ratio(rps(a), rps(b)),
+            ratio(p50(a), p50(b)),
+            ratio(p99(a), p99(b)),
+            if b == "nginx" {
+                format!(", proxy CPU/req {}", ratio(cpu(a), cpu(b)))
+            } else {
+                String::new()
+            }
         );
     }
-    let (direct, nginx, gateway) = (&http[0], &http[1], &http[2]);
+
     println!(
-        "ratios: gateway/direct req/s {:.2}, p99 {:.2}; nginx/direct req/s {:.2}, p99 {:.2}; gateway/nginx req/s {:.2}, p99 {:.2}",
-        gateway.requests_per_second / direct.requests_per_second,
-        gateway.p99_ms / direct.p99_ms,
-        nginx.requests_per_second / direct.requests_per_second,
-        nginx.p99_ms / direct.p99_ms,
-        gateway.requests_per_second / nginx.requests_per_second,
-        gateway.p99_ms / nginx.p99_ms,
+        "\nWebSocket: {} connections at once, each a {}-byte message every {} ms for {} s, echoed",
+        settings.ws_connections,
+        20 + WS_TAG.len(),
+        settings.ws_interval.as_millis(),
+        settings.ws_seconds
     );
-    println!("\nWebSocket ({websockets} concurrent connections, one message per 200 ms each)");
     println!(
-        "{:<8} {:>9} {:>9} {:>9} {:>9}",
-        "arm", "messages", "p50 ms", "p99 ms", "max ms"
+        "{:<8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>13}",
+        "arm", "open s", "messages", "p50 ms", "p99 ms", "max ms", "proxy CPU/msg"
     );
-    for (arm, samples) in arms.iter().zip(&ws) {
+    for arm in arms {
+        match &arm.ws {
+            Some(f) => println!(
+                "{:<8} {:>8.2} {:>9} {:>8.3} {:>8.3} {:>8.2} {:>13}",
+                arm.name,
+                f.open_seconds,
+                f.samples.len(),
+                percentile(&f.samples, 0.5),
+                percentile(&f.samples, 0.99),
+                percentile(&f.samples, 1.0),
+                cpu_cell(f.proxy_cpu_us)
+            ),
+            None => println!(
+                "{:<8} FAILED: {}",
+                arm.name,
+                arm.failure.as_deref().unwrap_or("")
+            ),
+        }
+    }
+    for (a, b) in [
+        ("gateway", "direct"),
+        ("nginx", "direct"),
+        ("gateway", "nginx"),
+    ] {
+        let p = |name, q| ws(name).map(|f| percentile(&f.samples, q));
         println!(
-            "{:<8} {:>9} {:>9.2} {:>9.2} {:>9.2}",
-            arm.name,
-            samples.len(),
-            percentile(samples, 0.5),
-            percentile(samples, 0.99),
-            percentile(samples, 1.0)
+            "{a}/{b}: p50 {}, p99 {}",
+            ratio(p(a, 0.5), p(b, 0.5)),
+            ratio(p(a, 0.99), p(b, 0.99)),
         );
     }
-    let p = |i: usize, q: f64| percentile(&ws[i], q);
-    println!(
-        "ratios: gateway/direct p50 {:.2}, p99 {:.2}; gateway/nginx p50 {:.2}, p99 {:.2}",
-        p(2, 0.5) / p(0, 0.5),
-        p(2, 0.99) / p(0, 0.99),
-        p(2, 0.5) / p(1, 0.5),
-        p(2, 0.99) / p(1, 0.99),
+
+    // The issue's goal: within 10 % of direct, ahead of nginx.
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    if let (Some(g), Some(d), Some(n)) = (http("gateway"), http("direct"), http("nginx")) {
+        println!(
+            "\ngoal, HTTP: within 10 % of direct (req/s ≥ 0.90×, p99 ≤ 1.10×): {}; ahead of nginx (req/s ≥, p99 ≤): {}",
+            verdict(
+                g.requests_per_second >= 0.9 * d.requests_per_second && g.p99_ms <= 1.1 * d.p99_ms
+            ),
+            verdict(g.requests_per_second >= n.requests_per_second && g.p99_ms <= n.p99_ms),
+        );
+    }
+    if let (Some(g), Some(d), Some(n)) = (ws("gateway"), ws("direct"), ws("nginx")) {
+        let p = |f: &WsFigures, q| percentile(&f.samples, q);
+        println!(
+            "goal, WebSocket: within 10 % of direct (p50, p99 ≤ 1.10×): {}; ahead of nginx (p50, p99 ≤): {}",
+            verdict(p(g, 0.5) <= 1.1 * p(d, 0.5) && p(g, 0.99) <= 1.1 * p(d, 0.99)),
+            verdict(p(g, 0.5) <= p(n, 0.5) && p(g, 0.99) <= p(n, 0.99)),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/// A process this bench started. Stopping it (or dropping it) sends SIGTERM and waits, then
+/// SIGKILL; the processes it had started (nginx's workers, the gateway's agents) are stopped
+/// too if they outlive it.
+struct Managed {
+    name: &'static str,
+    child: Option<Child>,
+    log: PathBuf,
+    patience: Duration,
+}
+
+impl Managed {
+    fn new(name: &'static str, child: Child, log: PathBuf, patience: Duration) -> Self {
+        Self {
+            name,
+            child: Some(child),
+            log,
+            patience,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|child| !matches!(child.try_wait(), Ok(None)))
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    fn stop(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pid = child.id();
+        let descendants = descendants(pid);
+        signal(pid, "TERM");
+        if !wait_for_exit(&mut child, self.patience) {
+            eprintln!(
+                "{} did not exit within {:?} of SIGTERM; killing it",
+                self.name, self.patience
+            );
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let survivors: Vec<_> = descendants
+            .into_iter()
+            .filter(|&(pid, started)| start_time(pid) == Some(started))
+            .collect();
+        for &(pid, _) in &survivors {
+            signal(pid, "TERM");
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while survivors
+            .iter()
+            .any(|&(pid, started)| start_time(pid) == Some(started))
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for &(pid, started) in &survivors {
+            if start_time(pid) == Some(started) {
+                signal(pid, "KILL");
+            }
+        }
+    }
+}
+
+impl Drop for Managed {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+fn wait_for_exit(child: &mut Child, patience: Duration) -> bool {
+    let deadline = Instant::now() + patience;
+    while Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Fields of `/proc/<pid>/stat` after the command name (the first is the state, field 3).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &text[text.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+fn parent(pid: u32) -> Option<u32> {
+    stat_fields(pid)?.get(1)?.parse().ok()
+}
+
+/// When the process started (ticks since boot): tells a process from a later one that reused
+/// its id.
+fn start_time(pid: u32) -> Option<u64> {
+    stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// User and system CPU seconds of a running process (all its threads).
+fn cpu_seconds(pid: u32) -> f64 {
+    let Some(fields) = stat_fields(pid) else {
+        return 0.0;
+    };
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) as f64 / TICKS_PER_SECOND
+}
+
+/// Every running descendant of `pid`, with its start time.
+fn descendants(pid: u32) -> Vec<(u32, u64)> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            if let Some(child) = entry.file_name().to_str().and_then(|n| n.parse().ok())
+                && let Some(parent) = parent(child)
+            {
+                children.entry(parent).or_default().push(child);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    let mut queue = vec![pid];
+    while let Some(next) = queue.pop() {
+        for &child in children.get(&next).into_iter().flatten() {
+            if let Some(started) = start_time(child) {
+                found.push((child, started));
+            }
+            queue.push(child);
+        }
+    }
+    found
+}
+
+/// CPU seconds of a process and all its running descendants.
+fn tree_cpu_seconds(pid: u32) -> f64 {
+    cpu_seconds(pid)
+        + descendants(pid)
+            .iter()
+            .map(|&(child, _)| cpu_seconds(child))
+            .sum::<f64>()
+}
+
+/// The soft and hard limits on open files of this process.
+fn open_file_limits() -> Result<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/self/limits")?;
+    let line = text
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))
+        .context("no open-file limit in /proc/self/limits")?;
+    let mut words = line.split_whitespace().map(|w| match w {
+        "unlimited" => Ok(u64::MAX),
+        w => w.parse::<u64>().map_err(|e| anyhow!("{w:?}: {e}")),
+    });
+    let soft = words.next().context("soft limit")??;
+    let hard = words.next().context("hard limit")??;
+    Ok((soft, hard))
+}
+
+/// Raises this process's soft limit on open files to `need` (the children started later
+/// inherit it), with util-linux's `prlimit`; raising the hard limit too needs root.
+fn raise_open_file_limit(need: u64) -> Result<()> {
+    let (soft, hard) = open_file_limits()?;
+    if soft >= need {
+        return Ok(());
+    }
+    let pid = std::process::id().to_string();
+    let target = need.max(65536);
+    for limits in [
+        format!("{target}:{}", hard.max(target)),
+        format!("{}:{hard}", target.min(hard)),
+    ] {
+        let _ = Command::new("prlimit")
+            .args(["--pid", &pid, &format!("--nofile={limits}")])
+            .stderr(Stdio::null())
+            .status();
+        if open_file_limits()?.0 >= need {
+            break;
+        }
+    }
+    let (raised, _) = open_file_limits()?;
+    ensure!(
+        raised >= need,
+        "this run needs {need} open files and the limit is {raised} (hard {hard}); run `ulimit -n {target}` first"
     );
+    println!("==> open-file limit raised from {soft} to {raised} (prlimit)");
     Ok(())
 }
