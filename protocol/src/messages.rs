@@ -327,6 +327,36 @@ mod tests {
     }
 
     #[test]
+    fn notices_round_trip() {
+        let notice = ServerMessage::Notice {
+            kind: NoticeKind::MaxLifetime,
+            message: "saving in 60 s".into(),
+            at: 1_700_000_000,
+        };
+        let json = serde_json::to_value(&notice).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "type": "notice",
+                "kind": "max_lifetime",
+                "message": "saving in 60 s",
+                "at": 1_700_000_000u64
+            })
+        );
+        assert_eq!(
+            serde_json::from_value::<ServerMessage>(json).unwrap(),
+            notice
+        );
+        for (kind, text) in [
+            (NoticeKind::IdleStop, "idle_stop"),
+            (NoticeKind::MaxLifetime, "max_lifetime"),
+            (NoticeKind::Shutdown, "shutdown"),
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), text);
+        }
+    }
+
+    #[test]
     fn server_messages_are_tagged() {
         let json = serde_json::to_value(ServerMessage::ParticipantLeft {
             user_id: "u".into(),

@@ -20,9 +20,13 @@ pub const MIN_KEY_LEN: usize = 32;
 const SESSION_KEY_LABEL: &[u8] = b"huddle session key v1\0";
 
 /// Session `session_id`'s key in the two forms its holders need: the text an agent is given in
-/// `HUDDLE_TOKEN_KEY` (base64url of the derived 32 bytes), and the [`TokenKey`] that text
-/// stands for. The agent builds its key as `TokenKey::new(text.as_bytes())`, so this is the
-/// one definition both the gateway and the operator use.
+/// `HUDDLE_TOKEN_KEY` (unpadded base64url of the 32 bytes [`TokenKey::for_session`] derives),
+/// and the [`TokenKey`] that text stands for.
+///
+/// The contract: an agent reads `HUDDLE_TOKEN_KEY` as a string and signs with its UTF-8 bytes
+/// (`TokenKey::new(text.into_bytes())`), so the key a session's tokens are signed with is the
+/// *text*, not the raw derived bytes. The operator puts the text in the session's Secret; the
+/// gateway signs with the returned key. Both call this function, so they cannot disagree.
 pub fn session_key(master: &TokenKey, session_id: &str) -> (String, TokenKey) {
     let text = URL_SAFE_NO_PAD.encode(&master.for_session(session_id).key);
     // 43 characters of base64url: always over MIN_KEY_LEN.
@@ -30,6 +34,14 @@ pub fn session_key(master: &TokenKey, session_id: &str) -> (String, TokenKey) {
         key: text.clone().into_bytes(),
     };
     (text, key)
+}
+
+/// Seconds since the Unix epoch now (0 if the clock is before 1970): the `now` of
+/// [`TokenKey::verify`] and the base of [`Claims::exp`].
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
 }
 
 /// What a token says about its bearer.
@@ -46,6 +58,26 @@ pub struct Claims {
     /// A stable id for the person (so two tabs of one person are one participant); the
     /// gateway picks it.
     pub uid: String,
+}
+
+impl Claims {
+    /// Claims for `name` (participant id `uid`) in session `sid`, valid for `ttl_secs` from
+    /// now.
+    pub fn new(
+        sid: impl Into<String>,
+        name: impl Into<String>,
+        uid: impl Into<String>,
+        role: Role,
+        ttl_secs: u64,
+    ) -> Self {
+        Self {
+            sid: sid.into(),
+            name: name.into(),
+            role,
+            exp: now_unix().saturating_add(ttl_secs),
+            uid: uid.into(),
+        }
+    }
 }
 
 /// Why a token was refused. Messages are safe to show to the client: they never echo the key.
@@ -84,9 +116,14 @@ impl TokenKey {
         Ok(Self { key })
     }
 
-    /// Session `session_id`'s own key: HMAC-SHA256(master, "huddle session key v1\0" ||
-    /// session id). The gateway and operator hold the master key; a session pod gets only its
-    /// derived key, so a shell in one pod cannot mint tokens for another session.
+    /// Session `session_id`'s own key: the 32 bytes HMAC-SHA256(master, "huddle session key
+    /// v1\0" || session id).
+    ///
+    /// Why: the gateway and the operator hold one master key; each session pod gets only its
+    /// own derived key, so someone with a shell in one session pod cannot mint tokens for any
+    /// other session (HMAC cannot be inverted to the master, nor one session's key turned into
+    /// another's). Agents are handed this key as text: see [`session_key`] for the form every
+    /// holder uses.
     pub fn for_session(&self, session_id: &str) -> TokenKey {
         let mut mac = self.mac();
         mac.update(SESSION_KEY_LABEL);
@@ -144,15 +181,69 @@ impl TokenKey {
 mod tests {
     use super::*;
 
+    fn master(byte: u8) -> TokenKey {
+        TokenKey::new([byte; 32]).unwrap()
+    }
+
     #[test]
-    fn session_keys_are_derived_per_session() {
-        let master = TokenKey::new([1u8; 32]).unwrap();
-        let (text_a, key_a) = session_key(&master, "a");
-        let (text_b, _) = session_key(&master, "b");
-        assert_ne!(text_a, text_b);
-        assert_eq!(session_key(&master, "a").0, text_a);
-        let other_master = TokenKey::new([2u8; 32]).unwrap();
-        assert_ne!(session_key(&other_master, "a").0, text_a);
+    fn session_key_derivation_is_pinned() {
+        // Computed independently (Python's hmac): a change here breaks every deployed pair of
+        // gateway and operator that do not upgrade together.
+        let (text, key) = session_key(&master(1), "dxq7tqwh5jdyzdcnzkeqxwzl2a");
+        assert_eq!(text, "2FODRC9hdEF-ignJUbgdMHgL1ItnLkd6V9LMSsGMbT8");
+        assert_eq!(key.key, text.as_bytes());
+        assert_eq!(
+            master(1)
+                .for_session("dxq7tqwh5jdyzdcnzkeqxwzl2a")
+                .key
+                .len(),
+            32
+        );
+    }
+
+    #[test]
+    fn session_keys_are_deterministic_and_differ_per_session_and_master() {
+        let derived = |m: u8, sid: &str| master(m).for_session(sid).key;
+        assert_eq!(derived(1, "a"), derived(1, "a"));
+        assert_ne!(derived(1, "a"), derived(1, "b"));
+        assert_ne!(derived(1, "a"), derived(2, "a"));
+    }
+
+    #[test]
+    fn a_token_signed_with_one_session_key_fails_with_another() {
+        let claims = Claims::new("a", "n", "u", Role::Owner, 60);
+        let token = master(1).for_session("a").sign(&claims);
+        assert_eq!(
+            master(1).for_session("b").verify(&token, "a", now_unix()),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(
+            master(1).for_session("a").verify(&token, "a", now_unix()),
+            Ok(claims)
+        );
+    }
+
+    #[test]
+    fn claims_new_expires_after_the_ttl() {
+        let before = now_unix();
+        let claims = Claims::new("s", "Ada", "u1", Role::Editor, 300);
+        assert!((before + 300..=now_unix() + 300).contains(&claims.exp));
+        assert_eq!(
+            (
+                claims.sid.as_str(),
+                claims.name.as_str(),
+                claims.uid.as_str()
+            ),
+            ("s", "Ada", "u1")
+        );
+    }
+
+    #[test]
+    fn the_agents_text_key_verifies_what_the_gateway_signs() {
+        let one = master(1);
+        let (text_a, key_a) = session_key(&one, "a");
+        assert_ne!(session_key(&one, "b").0, text_a);
+        assert_ne!(session_key(&master(2), "a").0, text_a);
         // The agent's view of the key (its text's bytes) verifies what the gateway signs.
         let agent = TokenKey::new(text_a.as_bytes()).unwrap();
         let claims = Claims {
@@ -165,9 +256,9 @@ mod tests {
         let token = key_a.sign(&claims);
         assert_eq!(agent.verify(&token, "a", 0), Ok(claims.clone()));
         // Session b's key, or the master itself, does not.
-        let (_, key_b) = session_key(&master, "b");
+        let (_, key_b) = session_key(&one, "b");
         assert!(key_b.verify(&token, "a", 0).is_err());
-        assert!(master.verify(&token, "a", 0).is_err());
+        assert!(one.verify(&token, "a", 0).is_err());
     }
 
     fn key() -> TokenKey {
