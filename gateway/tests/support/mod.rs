@@ -66,9 +66,13 @@ impl Gateway {
         let internal = free_local_addr()?;
         let (data, dir) = match &options.data_dir {
             Some(path) => (path.clone(), None),
+            // Under the artifacts folder, so the agents' logs (`logs/<id>.log`) outlive a
+            // failed run.
             None => {
-                let dir = tempfile::tempdir()?;
-                (dir.path().to_path_buf(), Some(dir))
+                let path = huddle_test_harness::artifacts_dir()?.join(format!("{name}-data"));
+                let _ = std::fs::remove_dir_all(&path);
+                std::fs::create_dir_all(&path)?;
+                (path, None)
             }
         };
         let mut args = vec![
