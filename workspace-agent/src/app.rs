@@ -1,7 +1,8 @@
 //! The running agent's shared state: the room, the workspace and the token key, built once at
 //! start-up and handed to every handler.
 
-use huddle_protocol::token::TokenKey;
+use huddle_protocol::Role;
+use huddle_protocol::token::{Claims, TokenKey};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -9,6 +10,9 @@ use crate::files::{self, WatchGuard, Workspace};
 use crate::room::Room;
 use crate::snapshot::{Restored, SnapshotError, read_archive};
 use crate::terminal::{TerminalConfig, TerminalSize, Terminals};
+
+/// How long the token the agent fetches its snapshot with is valid.
+const RESTORE_TOKEN_TTL_SECS: u64 = 300;
 
 /// Most terminals one session may have open.
 pub const MAX_TERMINALS: usize = 8;
@@ -107,6 +111,7 @@ impl AppState {
 }
 
 /// Fetches and unpacks a snapshot into `workspace`.
+///
 /// The gateway's snapshot store serves a session's snapshot only to a holder of that session's
 /// key: the agent proves it with a short owner token it signs itself.
 async fn restore(
@@ -118,16 +123,13 @@ async fn restore(
     let bytes = match from {
         RestoreFrom::File(path) => tokio::fs::read(path).await?,
         RestoreFrom::Url(url) => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let token = key.sign(&huddle_protocol::token::Claims {
-                sid: session_id.to_owned(),
-                name: "huddle-agent".to_owned(),
-                role: huddle_protocol::Role::Owner,
-                exp: now + 300,
-                uid: "agent".to_owned(),
-            });
+            let token = key.sign(&Claims::new(
+                session_id,
+                "huddle-agent",
+                "agent",
+                Role::Owner,
+                RESTORE_TOKEN_TTL_SECS,
+            ));
             // `Client::new()` panics without a trust store; an image without one must fail
             // this restore with a message, not crash the agent.
             let client = reqwest::Client::builder()

@@ -25,7 +25,6 @@ use huddle_crds::names;
 use huddle_protocol::messages::ErrorCode;
 use huddle_protocol::token::Claims;
 use serde::Deserialize;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
@@ -108,13 +107,9 @@ fn authenticate(
             "a participant token is required".into(),
         )
     })?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
     state
         .key
-        .verify(token, &state.session_id, now)
+        .verify(token, &state.session_id, huddle_protocol::token::now_unix())
         .map_err(|error| {
             ApiError(
                 StatusCode::UNAUTHORIZED,

@@ -34,6 +34,14 @@ async fn start_agent_restoring(
     files: &[(&str, &str)],
     restore: Option<RestoreFrom>,
 ) -> Result<Agent> {
+    start_agent_keyed(files, TokenKey::new(KEY)?, restore).await
+}
+
+async fn start_agent_keyed(
+    files: &[(&str, &str)],
+    key: TokenKey,
+    restore: Option<RestoreFrom>,
+) -> Result<Agent> {
     let dir = tempfile::tempdir()?;
     for (path, text) in files {
         let path = dir.path().join(path);
@@ -45,7 +53,7 @@ async fn start_agent_restoring(
     let state = AppState::start(Settings {
         session_id: SESSION.into(),
         workspace: dir.path().to_path_buf(),
-        key: TokenKey::new(KEY)?,
+        key,
         shell: Some("/bin/sh".into()),
         restore,
     })
@@ -1220,26 +1228,42 @@ async fn a_notice_from_the_owner_reaches_everyone_and_others_cannot_send_one() -
     let (mut bob, _) = Peer::join(&agent, "bob", Role::Viewer).await?;
     let http = reqwest::Client::new();
     let url = format!("http://{}/internal/notice", agent.addr);
-    let body = serde_json::json!({"kind": "idle_stop", "message": "saving soon", "at": 1234});
-    // Not the owner: refused, nobody hears anything.
+    // Not the owner: refused, and nobody hears it (it would arrive before the owner's).
     let refused = http
         .post(&url)
         .bearer_auth(token("ada", Role::Editor))
-        .json(&body)
+        .json(&serde_json::json!({"kind": "shutdown", "message": "from an editor", "at": 1}))
         .send()
         .await?;
     assert_eq!(refused.status(), 403);
-    let malformed = http
+    let error: serde_json::Value = refused.json().await?;
+    assert_eq!(error["code"], "forbidden");
+    let unauthenticated = http
         .post(&url)
-        .bearer_auth(token("gw", Role::Owner))
-        .body(r#"{"kind":"reboot"}"#)
+        .json(&serde_json::json!({"kind": "shutdown", "message": "from nobody", "at": 1}))
         .send()
         .await?;
-    assert_eq!(malformed.status(), 400);
+    assert_eq!(unauthenticated.status(), 401);
+    for body in [
+        r#"{"kind":"reboot","message":"m","at":1}"#,
+        "not json",
+        "{}",
+    ] {
+        let malformed = http
+            .post(&url)
+            .bearer_auth(token("gw", Role::Owner))
+            .body(body)
+            .send()
+            .await?;
+        assert_eq!(malformed.status(), 400, "{body}");
+        let error: serde_json::Value = malformed.json().await?;
+        assert_eq!(error["code"], "malformed", "{body}");
+        assert!(error["message"].is_string(), "{error}");
+    }
     let sent = http
         .post(&url)
         .bearer_auth(token("gw", Role::Owner))
-        .json(&body)
+        .json(&serde_json::json!({"kind": "idle_stop", "message": "saving soon", "at": 1234}))
         .send()
         .await?;
     assert_eq!(sent.status(), 204);
@@ -1258,5 +1282,122 @@ async fn a_notice_from_the_owner_reaches_everyone_and_others_cannot_send_one() -
             }
         );
     }
+    Ok(())
+}
+
+/// A stand-in for the gateway's snapshot store: serves `archive` at `/snapshots/s1` only to a
+/// bearer of an owner token that `key` verifies for [`SESSION`], 401 to anyone else, 404 for
+/// other paths. Returns its address and the claims of every token it accepted.
+async fn snapshot_store(
+    key: TokenKey,
+    archive: axum::body::Bytes,
+) -> Result<(SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<Claims>>>)> {
+    use axum::http::{HeaderMap, StatusCode, header};
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = accepted.clone();
+    let app = axum::Router::new().route(
+        &format!("/snapshots/{SESSION}"),
+        axum::routing::get(move |headers: HeaderMap| {
+            let key = key.clone();
+            let archive = archive.clone();
+            let seen = seen.clone();
+            async move {
+                let claims = headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|value| value.to_str().ok())
+                    .and_then(|value| value.strip_prefix("Bearer "))
+                    .and_then(|token| {
+                        key.verify(token, SESSION, huddle_protocol::token::now_unix())
+                            .ok()
+                    })
+                    .filter(|claims| claims.role == Role::Owner);
+                match claims {
+                    Some(claims) => {
+                        seen.lock().map(|mut seen| seen.push(claims)).ok();
+                        Ok(archive)
+                    }
+                    None => Err(StatusCode::UNAUTHORIZED),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok((addr, accepted))
+}
+
+#[tokio::test]
+async fn a_new_agent_fetches_its_snapshot_with_a_token_signed_by_its_own_session_key() -> Result<()>
+{
+    // The gateway's side of the contract: it derives the session's key from its master key and
+    // verifies with it; the agent was handed the key's text (HUDDLE_TOKEN_KEY).
+    let master = TokenKey::new([7u8; 32])?;
+    let (agent_key_text, gateway_key) = huddle_protocol::token::session_key(&master, SESSION);
+
+    let a = start_agent(&[("notes.txt", "from a\n"), ("src/lib.rs", "pub fn f() {}\n")]).await?;
+    let archive = reqwest::Client::new()
+        .get(format!("http://{}/internal/snapshot", a.addr))
+        .bearer_auth(token("own", Role::Owner))
+        .send()
+        .await?
+        .error_for_status()?
+        .bytes()
+        .await?;
+    let (store, accepted) = snapshot_store(gateway_key, archive).await?;
+    let url = format!("http://{store}/snapshots/{SESSION}");
+
+    let b = start_agent_keyed(
+        &[],
+        TokenKey::new(agent_key_text.into_bytes())?,
+        Some(RestoreFrom::Url(url.clone())),
+    )
+    .await?;
+    assert_eq!(
+        std::fs::read_to_string(b.dir.path().join("notes.txt"))?,
+        "from a\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(b.dir.path().join("src/lib.rs"))?,
+        "pub fn f() {}\n"
+    );
+    let claims = accepted
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
+    assert_eq!(claims.len(), 1);
+    assert_eq!(
+        (claims[0].name.as_str(), claims[0].uid.as_str()),
+        ("huddle-agent", "agent")
+    );
+    let now = huddle_protocol::token::now_unix();
+    assert!(
+        claims[0].exp > now && claims[0].exp <= now + 300,
+        "a short-lived token"
+    );
+
+    // An agent holding another session's key (or the master itself) gets a 401, and a failed
+    // restore stops the agent instead of serving an empty workspace.
+    let (other_session_text, _) = huddle_protocol::token::session_key(&master, "s2");
+    for key in [
+        TokenKey::new(other_session_text.into_bytes())?,
+        TokenKey::new([7u8; 32])?,
+    ] {
+        let error = match start_agent_keyed(&[], key, Some(RestoreFrom::Url(url.clone()))).await {
+            Ok(_) => bail!("an agent with the wrong key restored"),
+            Err(error) => format!("{error:#}"),
+        };
+        assert!(error.contains("401"), "{error}");
+    }
+    assert_eq!(accepted.lock().map(|seen| seen.len()).unwrap_or(0), 1);
+
+    // Nothing stored for the session (404): the agent starts fresh.
+    let fresh = start_agent_keyed(
+        &[],
+        TokenKey::new(KEY)?,
+        Some(RestoreFrom::Url(format!("http://{store}/snapshots/none"))),
+    )
+    .await?;
+    assert_eq!(std::fs::read_dir(fresh.dir.path())?.count(), 0);
     Ok(())
 }

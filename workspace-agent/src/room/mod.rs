@@ -17,7 +17,7 @@ use huddle_protocol::messages::{
 use huddle_protocol::token::{Claims, TokenKey};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
@@ -161,13 +161,6 @@ struct State {
     last_checksums: Instant,
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl State {
     async fn run(
         mut self,
@@ -251,7 +244,7 @@ impl State {
         }
         let claims = self
             .key
-            .verify(token, &self.session_id, unix_now())
+            .verify(token, &self.session_id, huddle_protocol::token::now_unix())
             .map_err(|error| (ErrorCode::Unauthorized, error.to_string()))?;
         let joined = self
             .presence

@@ -72,3 +72,53 @@ async fn the_shell_never_sees_the_signing_key() {
     );
     assert!(!viewer.raw_text().contains("do-not-leak\r\n"));
 }
+
+/// Set in the child process [`the_shell_never_inherits_the_signing_key`] starts.
+const INHERIT_CHILD: &str = "HUDDLE_TEST_INHERIT_CHILD";
+
+#[tokio::test]
+async fn the_shell_never_inherits_the_signing_key() {
+    // In a pod the key is in the agent's own environment, which every child inherits unless
+    // told otherwise. A test may not change its own environment (set_var is unsafe), so it runs
+    // itself again as a child process with the key in the environment, and the child checks.
+    if std::env::var_os(INHERIT_CHILD).is_none() {
+        let name = module_path!()
+            .split_once("::")
+            .map_or(module_path!(), |(_, path)| path);
+        let name = format!("{name}::the_shell_never_inherits_the_signing_key");
+        let output = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", &name, "--nocapture", "--test-threads=1"])
+            .env(INHERIT_CHILD, "1")
+            .env("HUDDLE_TOKEN_KEY", "do-not-leak")
+            .env("HUDDLE_TEST_INHERITED", "yes")
+            .output()
+            .expect("run the test binary again");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "the child run failed or ran nothing:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        return;
+    }
+    assert_eq!(
+        std::env::var("HUDDLE_TOKEN_KEY").as_deref(),
+        Ok("do-not-leak")
+    );
+    let terminal = sh();
+    let mut viewer = Viewer::new(&terminal);
+    terminal
+        .write(&b"echo \"key=[${HUDDLE_TOKEN_KEY-unset}] other=[$HUDDLE_TEST_INHERITED]\"\n"[..])
+        .await
+        .expect("write");
+    // The other variable proves the shell does inherit the agent's environment.
+    viewer
+        .until("the echo", |v| v.raw_text().contains("other=[yes]"))
+        .await;
+    assert!(
+        viewer.raw_text().contains("key=[unset] other=[yes]"),
+        "{}",
+        viewer.raw_text()
+    );
+    assert!(!viewer.raw_text().contains("do-not-leak"));
+}
