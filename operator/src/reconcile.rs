@@ -50,7 +50,8 @@ pub async fn reconcile(session: Arc<Session>, ctx: Arc<Context>) -> Result<Actio
     let _timer = ctx.metrics.reconcile_started();
     let namespace = session.namespace().ok_or(Error::NoNamespace)?;
     if session.meta().deletion_timestamp.is_some() {
-        // Owner references let the garbage collector remove the pod, service and claim.
+        // Owner references let the garbage collector remove the pod, service, Secret and
+        // claim.
         return Ok(Action::await_change());
     }
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), &namespace);
@@ -71,8 +72,8 @@ pub async fn reconcile(session: Arc<Session>, ctx: Arc<Context>) -> Result<Actio
     )
     .await?;
 
-    // The Secret is not watched (the operator should not watch every Secret); it is applied on
-    // every reconcile, so a deleted one comes back.
+    // The session's key, before the pod that reads it (a pod whose secretKeyRef names a
+    // missing Secret would not start). `main` refused a key that is too short.
     if let Some(master) = ctx.config.master_key().ok().flatten() {
         apply(
             &Api::<Secret>::namespaced(ctx.client.clone(), &namespace),

@@ -4,6 +4,7 @@
 
 use huddle_crds::names;
 use huddle_crds::session::Session;
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
     HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
@@ -290,14 +291,21 @@ pub fn volume_claim(session: &Session) -> Option<PersistentVolumeClaim> {
 /// The key in the session's Secret that holds its signing key.
 pub const TOKEN_KEY_SECRET_KEY: &str = "token-key";
 
-/// The session's Secret: its own signing key, derived from the master key (see
-/// `huddle_protocol::token::session_key`), which the gateway derives the same way.
+/// The session's Secret: under [`TOKEN_KEY_SECRET_KEY`], the text form of its own signing key,
+/// derived from the master key by `huddle_protocol::token::session_key`, which the gateway
+/// calls too. The pod reads it into `HUDDLE_TOKEN_KEY`; the master key never leaves the
+/// operator.
 pub fn token_secret(session: &Session, master: &huddle_protocol::token::TokenKey) -> Secret {
     let (key, _) = huddle_protocol::token::session_key(master, &session.name_any());
     Secret {
         metadata: metadata(session),
         type_: Some("Opaque".to_owned()),
-        string_data: Some(BTreeMap::from([(TOKEN_KEY_SECRET_KEY.to_owned(), key)])),
+        // `data`, not the write-only `stringData`: what is applied is what is stored, so a
+        // repeated apply changes nothing (and wakes no watch).
+        data: Some(BTreeMap::from([(
+            TOKEN_KEY_SECRET_KEY.to_owned(),
+            ByteString(key.into_bytes()),
+        )])),
         ..Secret::default()
     }
 }
@@ -374,10 +382,24 @@ mod tests {
 
         let secret = token_secret(&session, &master);
         assert_eq!(secret.metadata.name.as_deref(), Some("s1-workspace"));
-        assert_eq!(secret.metadata.owner_references.unwrap()[0].uid, "uid-1");
-        let text = &secret.string_data.unwrap()[TOKEN_KEY_SECRET_KEY];
-        assert_eq!(text, &huddle_protocol::token::session_key(&master, "s1").0);
-        assert_ne!(text, &"m".repeat(32));
+        assert_eq!(secret.metadata.labels.as_ref(), Some(&labels(&session)));
+        let owner = &secret.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("Session", "uid-1", Some(true))
+        );
+        assert_eq!(secret.string_data, None);
+        let data = secret.data.unwrap();
+        assert_eq!(data.len(), 1);
+        let text = String::from_utf8(data[TOKEN_KEY_SECRET_KEY].0.clone()).unwrap();
+        assert_eq!(text, huddle_protocol::token::session_key(&master, "s1").0);
+        assert_ne!(text, "m".repeat(32));
+        // Another session's Secret holds another key.
+        let other = token_secret(&Session::new("s2", SessionSpec::default()), &master);
+        assert_ne!(
+            other.data.unwrap()[TOKEN_KEY_SECRET_KEY].0,
+            text.into_bytes()
+        );
     }
 
     #[test]
