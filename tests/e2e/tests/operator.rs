@@ -5,11 +5,15 @@
 
 use anyhow::{Context as _, Result, bail, ensure};
 use huddle_crds::session::{Session, SessionPhase, SessionState};
+use huddle_protocol::Role;
+use huddle_protocol::token::{Claims, TokenKey, session_key};
 use huddle_test_harness::{
     Process, TestEnv, TestNamespace, free_local_addr, poll_until, wait_for_object_gone,
 };
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{
+    Event, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service,
+};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt as _};
 use serde_json::json;
@@ -17,6 +21,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
+/// The master key every operator in these tests gets, as the gateway's would be.
+const MASTER_KEY: &str = "e2e-master-key-0123456789abcdef-0123456789";
 
 /// The test cluster with the CRD installed and a namespace for one test.
 struct Fixture {
@@ -64,6 +70,8 @@ impl Fixture {
             replica,
             "--metrics-addr",
             &metrics.to_string(),
+            "--token-key",
+            MASTER_KEY,
         ]
         .map(String::from);
         let process = Process::start(
@@ -239,6 +247,113 @@ async fn agent_answers(env: &TestEnv, session: &Session) -> Result<()> {
     Ok(())
 }
 
+/// Session `s1`'s key: its own Secret, owned by the Session, holding the key derived from the
+/// master key; the pod reads it by reference; tokens the gateway would sign with it open the
+/// agent's file routes, tokens signed with the master key or another session's key do not.
+/// A deleted Secret is put back.
+async fn session_key_reaches_the_agent(fx: &Fixture, pod: &Pod, ip: &str) -> Result<()> {
+    let master = TokenKey::new(MASTER_KEY)?;
+    let (text, gateway_key) = session_key(&master, "s1");
+    let secrets = Api::<Secret>::namespaced(fx.client.clone(), fx.ns());
+    let secret = secrets.get("s1-workspace").await?;
+    let owner = secret
+        .owner_references()
+        .first()
+        .context("the Secret has no owner")?;
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("Session", "s1", Some(true))
+    );
+    assert_eq!(
+        Some(owner.uid.as_str()),
+        fx.sessions.get("s1").await?.metadata.uid.as_deref()
+    );
+    assert_eq!(
+        secret
+            .labels()
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("huddle-operator")
+    );
+    let stored = secret
+        .data
+        .as_ref()
+        .and_then(|data| data.get("token-key"))
+        .context("no token-key in the Secret")?;
+    assert_eq!(stored.0, text.as_bytes(), "not the derived session key");
+
+    // The pod spec names the Secret; the key itself is nowhere in it.
+    let container = &pod.spec.as_ref().context("pod has no spec")?.containers[0];
+    let env = container
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "HUDDLE_TOKEN_KEY")
+        .context("no HUDDLE_TOKEN_KEY in the pod")?;
+    assert_eq!(env.value, None, "the key is a literal in the pod spec");
+    let selector = env
+        .value_from
+        .as_ref()
+        .and_then(|from| from.secret_key_ref.as_ref())
+        .context("HUDDLE_TOKEN_KEY is not from a Secret")?;
+    assert_eq!(
+        (selector.name.as_str(), selector.key.as_str()),
+        ("s1-workspace", "token-key")
+    );
+    ensure!(
+        !serde_json::to_string(pod)?.contains(&text),
+        "the key appears in the pod"
+    );
+
+    // What the gateway signs with the session key opens the agent; nothing else does.
+    let sign = |key: &TokenKey, role| key.sign(&Claims::new("s1", "ada", "u-ada", role, 300));
+    let http = fx.env.http_client()?;
+    let url = format!("http://{ip}:8080/files/hello.txt");
+    let put = http
+        .put(&url)
+        .bearer_auth(sign(&gateway_key, Role::Editor))
+        .body("hi from e2e\n")
+        .send()
+        .await?;
+    assert_eq!(put.status(), 204, "{}", put.text().await?);
+    let get = http
+        .get(&url)
+        .bearer_auth(sign(&gateway_key, Role::Viewer))
+        .send()
+        .await?;
+    assert_eq!(get.status(), 200);
+    assert_eq!(get.text().await?, "hi from e2e\n");
+    let (_, other_session) = session_key(&master, "s2");
+    for (what, key) in [("master", &master), ("session s2's", &other_session)] {
+        let refused = http
+            .get(&url)
+            .bearer_auth(sign(key, Role::Owner))
+            .send()
+            .await?;
+        assert_eq!(refused.status(), 401, "a token signed with the {what} key");
+    }
+
+    // The Secret is watched: deleted, it is back long before the periodic resync.
+    let first_uid = secret.uid();
+    secrets
+        .delete("s1-workspace", &DeleteParams::default())
+        .await?;
+    let restored = poll_until(
+        "the key Secret to be applied again",
+        Duration::from_secs(20),
+        || async {
+            let secret = secrets.get_opt("s1-workspace").await?;
+            Ok(secret.filter(|s| s.uid() != first_uid))
+        },
+    )
+    .await?;
+    ensure!(
+        restored.data.as_ref().and_then(|d| d.get("token-key")) == Some(stored),
+        "the recreated Secret holds another key"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn session_becomes_ready_with_status_events_and_a_locked_down_pod() -> Result<()> {
     let fx = Fixture::new("op-ready").await?;
@@ -313,6 +428,8 @@ async fn session_becomes_ready_with_status_events_and_a_locked_down_pod() -> Res
         .map(|p| p.port)
         .collect();
     assert_eq!(ports, vec![8080, 3000]);
+
+    session_key_reaches_the_agent(&fx, &pod, &ip).await?;
 
     // Events for the transitions, on the Session.
     let events = Api::<Event>::namespaced(fx.client.clone(), fx.ns());
