@@ -161,6 +161,20 @@ impl Gateway {
         Ok(true)
     }
 
+    /// Answers 413 when the declared body is over this request's limit; returns whether it did.
+    async fn refuse_oversized(
+        &self,
+        session: &mut Session,
+        ctx: &Ctx,
+        declared_length: Option<u64>,
+    ) -> Result<bool> {
+        if declared_length.is_none_or(|len| len <= ctx.body_limit) {
+            return Ok(false);
+        }
+        let reply = Reply::json(413, "too_large", "the request body is too large");
+        self.reply(session, reply).await
+    }
+
     fn security_headers(&self, response: &mut ResponseHeader, ours: bool) -> Result<()> {
         let mut set_default = |name: &'static str, value: &'static str| -> Result<()> {
             if ours || response.headers.get(name).is_none() {
@@ -595,36 +609,21 @@ impl ProxyHttp for Gateway {
                             .await;
                     }
                 }
-                if declared_length.is_some_and(|len| len > ctx.body_limit) {
-                    return self
-                        .reply(
-                            session,
-                            Reply::json(413, "too_large", "the request body is too large"),
-                        )
-                        .await;
+                if self.refuse_oversized(session, ctx, declared_length).await? {
+                    return Ok(true);
                 }
                 ctx.upstream = Some(self.internal);
                 Ok(false)
             }
             Route::Agent { id, path } => {
-                if declared_length.is_some_and(|len| len > ctx.body_limit) {
-                    return self
-                        .reply(
-                            session,
-                            Reply::json(413, "too_large", "the request body is too large"),
-                        )
-                        .await;
+                if self.refuse_oversized(session, ctx, declared_length).await? {
+                    return Ok(true);
                 }
                 self.agent_request(session, ctx, id, path).await
             }
             Route::Port { id, port } => {
-                if declared_length.is_some_and(|len| len > ctx.body_limit) {
-                    return self
-                        .reply(
-                            session,
-                            Reply::json(413, "too_large", "the request body is too large"),
-                        )
-                        .await;
+                if self.refuse_oversized(session, ctx, declared_length).await? {
+                    return Ok(true);
                 }
                 self.port_request(session, ctx, id, port).await
             }
