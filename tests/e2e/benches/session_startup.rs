@@ -13,7 +13,7 @@
 use anyhow::{Context as _, Result};
 use futures::{StreamExt as _, TryStreamExt as _};
 use huddle_crds::session::{Session, SessionPhase};
-use huddle_test_harness::{Process, TestEnv, TestNamespace, free_local_addr};
+use huddle_test_harness::{Process, TestEnv, TestNamespace, free_local_addr, install_crd};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt as _, watcher};
@@ -231,21 +231,6 @@ fn bare_pod(image: &str, index: usize) -> Pod {
     .unwrap_or_default();
     pod.metadata.namespace = None;
     pod
-}
-
-async fn install_crd(client: &Client) -> Result<()> {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    use kube::api::{Patch, PatchParams};
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    let crd = huddle_crds::crd()?;
-    crds.patch(
-        "sessions.huddle.dev",
-        &PatchParams::apply("huddle-bench").force(),
-        &Patch::Apply(crd),
-    )
-    .await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    Ok(())
 }
 
 fn stats(values: &[Duration]) -> String {

@@ -6,7 +6,9 @@ use anyhow::{Context as _, Result, ensure};
 use futures::{SinkExt as _, StreamExt as _};
 use huddle_crds::names;
 use huddle_crds::session::{Session, SessionState};
-use huddle_test_harness::{Process, TestEnv, TestNamespace, free_local_addr, poll_until};
+use huddle_test_harness::{
+    Process, TestEnv, TestNamespace, free_local_addr, install_crd, poll_until,
+};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use serde_json::{Value, json};
@@ -247,38 +249,6 @@ async fn recv(ws: &mut Ws, kind: &str) -> Result<Value> {
     })
     .await
     .with_context(|| format!("no {kind:?}"))?
-}
-
-async fn install_crd(client: &kube::Client) -> Result<()> {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    use kube::api::{Patch, PatchParams};
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../charts/huddle/crds/sessions.yaml"
-    );
-    let crd: CustomResourceDefinition = serde_norway::from_str(&std::fs::read_to_string(path)?)?;
-    crds.patch(
-        "sessions.huddle.dev",
-        &PatchParams::apply("huddle-e2e").force(),
-        &Patch::Apply(crd),
-    )
-    .await?;
-    poll_until(
-        "the Session CRD to be established",
-        Duration::from_secs(30),
-        || async {
-            let crd = crds.get("sessions.huddle.dev").await?;
-            let established = crd
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            Ok(established.then_some(()))
-        },
-    )
-    .await
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use huddle_crds::session::{Session, SessionPhase, SessionState};
 use huddle_protocol::Role;
 use huddle_protocol::token::{Claims, TokenKey, session_key};
 use huddle_test_harness::{
-    Process, TestEnv, TestNamespace, free_local_addr, poll_until, wait_for_object_gone,
+    Process, TestEnv, TestNamespace, free_local_addr, install_crd, poll_until, wait_for_object_gone,
 };
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
@@ -176,38 +176,6 @@ impl Operator {
             })
             .with_context(|| format!("metric {name} not found in:\n{text}"))
     }
-}
-
-async fn install_crd(client: &Client) -> Result<()> {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let crds = Api::<CustomResourceDefinition>::all(client.clone());
-    // Exactly the YAML the chart ships, so a chart/CRD mismatch fails here.
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../charts/huddle/crds/sessions.yaml"
-    );
-    let crd: CustomResourceDefinition = serde_norway::from_str(&std::fs::read_to_string(path)?)?;
-    crds.patch(
-        "sessions.huddle.dev",
-        &PatchParams::apply("huddle-e2e").force(),
-        &Patch::Apply(crd),
-    )
-    .await?;
-    poll_until(
-        "the Session CRD to be established",
-        Duration::from_secs(30),
-        || async {
-            let crd = crds.get("sessions.huddle.dev").await?;
-            let established = crd
-                .status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            Ok(established.then_some(()))
-        },
-    )
-    .await
 }
 
 fn condition<'a>(

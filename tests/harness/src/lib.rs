@@ -6,11 +6,13 @@
 //! the environment this crate reads; tests run inside that namespace through
 //! `tests/cluster/cluster.sh exec -- cargo test`, which is what `scripts/test` does.
 
+mod crd;
 mod env;
 mod namespace;
 mod process;
 mod wait;
 
+pub use crd::install_crd;
 pub use env::TestEnv;
 pub use namespace::TestNamespace;
 pub use process::{Process, artifacts_dir, free_local_addr, workspace_binary};
