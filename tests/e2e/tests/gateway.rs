@@ -209,20 +209,32 @@ impl GatewayProcess {
         .with_context(|| self.process.log_tail(30))
     }
 
+    /// Joins through this gateway. pingora 0.9.1 sometimes cuts an upgraded connection right
+    /// after its `101` (cloudflare/pingora#946); like a browser, this reconnects, at most twice
+    /// and only when the socket died before the welcome.
     async fn join(&self, id: &str, token: &str, client_id: &str) -> Result<Ws> {
-        let mut request =
-            format!("ws://{}/s/{id}/ws?token={token}", self.addr).into_client_request()?;
-        request
-            .headers_mut()
-            .insert("host", format!("{DOMAIN}:{}", self.addr.port()).parse()?);
-        let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
-        send(
-            &mut ws,
-            json!({"type": "join", "version": 1, "token": token, "client_id": client_id}),
-        )
-        .await?;
-        recv(&mut ws, "welcome").await?;
-        Ok(ws)
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut request =
+                format!("ws://{}/s/{id}/ws?token={token}", self.addr).into_client_request()?;
+            request
+                .headers_mut()
+                .insert("host", format!("{DOMAIN}:{}", self.addr.port()).parse()?);
+            let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
+            send(
+                &mut ws,
+                json!({"type": "join", "version": 1, "token": token, "client_id": client_id}),
+            )
+            .await?;
+            match recv(&mut ws, "welcome").await {
+                Ok(_) => return Ok(ws),
+                Err(error) if attempt < 3 && format!("{error:#}").contains("Reset") => {
+                    eprintln!("join attempt {attempt} cut after the upgrade ({error:#}); retrying");
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 }
 
