@@ -33,9 +33,15 @@ pub enum ClientMessage {
         client_id: String,
     },
     Heartbeat,
-    /// Start following a file: the agent answers with `document`.
+    /// Start following a file: the agent answers with `document`. A client that already had
+    /// the file at revision `since` (reconnecting, or reloading with unsent edits) gets the
+    /// text at `since` and every op after it instead, ending with a `checksum`, so its
+    /// unacknowledged edits can be transformed and resent. If that history is gone, the
+    /// `document` is the current one (and its `rev` is not `since`).
     Open {
         file: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
     },
     Close {
         file: String,
@@ -52,6 +58,12 @@ pub enum ClientMessage {
         file: String,
         rev: u64,
         ranges: Vec<Range>,
+    },
+    /// Which file this participant looks at and the first line on screen, so others can
+    /// follow them.
+    Viewport {
+        file: String,
+        top_line: u32,
     },
     CreateFile {
         path: String,
@@ -149,6 +161,12 @@ pub enum ServerMessage {
         user_id: String,
         color: String,
         ranges: Vec<Range>,
+    },
+    /// Someone else's [`ClientMessage::Viewport`].
+    Viewport {
+        user_id: String,
+        file: String,
+        top_line: u32,
     },
     /// CRC-32 of a file's text at `rev`, so clients can detect divergence.
     Checksum {

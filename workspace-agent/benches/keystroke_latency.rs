@@ -260,7 +260,14 @@ async fn join_agent(ws: &mut Ws, key: &TokenKey, user: usize) -> Result<Client> 
         ServerMessage::Welcome { .. } => {}
         other => bail!("expected welcome, got {other:?}"),
     }
-    send(ws, &ClientMessage::Open { file: FILE.into() }).await?;
+    send(
+        ws,
+        &ClientMessage::Open {
+            file: FILE.into(),
+            since: None,
+        },
+    )
+    .await?;
     loop {
         if let ServerMessage::Document {
             file, rev, text, ..

@@ -85,6 +85,35 @@ impl OpenDoc {
         }
     }
 
+    /// What a client that had the file at revision `since` needs to catch up: the text at
+    /// `since`, then every op applied after it, in order. `None` when that text or history is
+    /// no longer kept (the client then gets the current document instead).
+    pub fn catch_up(
+        &self,
+        file: &str,
+        client: &crate::ot::ClientId,
+        since: u64,
+    ) -> Option<Vec<ServerMessage>> {
+        let text = self.text_at(since)?;
+        let history = self.doc.history_since(since).ok()?;
+        let mut messages = vec![ServerMessage::Document {
+            file: file.to_owned(),
+            rev: since,
+            text: text.to_string(),
+            checksum: crate::ot::checksum::checksum_rope(text),
+            last_seq: self.doc.last_seq(client),
+        }];
+        messages.extend(history.map(|applied| ServerMessage::Op {
+            file: file.to_owned(),
+            rev: applied.rev,
+            client_id: applied.client_id.0.clone(),
+            seq: applied.seq,
+            // A text operation is plain data; serializing it cannot fail.
+            op: serde_json::to_value(&applied.op).unwrap_or_default(),
+        }));
+        Some(messages)
+    }
+
     /// Records an applied edit: its text for cursor placement, and the file for write-back.
     pub fn applied(&mut self, now: Instant) {
         self.texts

@@ -37,6 +37,8 @@ const CHECKSUM_EVERY: Duration = Duration::from_secs(5);
 
 /// The client id the room uses for edits that come from the disk.
 const DISK_CLIENT: &str = "disk";
+/// Longest file path a `viewport` message may name (Linux's PATH_MAX).
+const MAX_VIEWPORT_PATH: usize = 4096;
 
 /// Something for the room to do.
 pub enum Command {
@@ -340,7 +342,7 @@ impl State {
         match message {
             ClientMessage::Join { .. } => Err((ErrorCode::Malformed, "already joined".into())),
             ClientMessage::Heartbeat => Ok(()),
-            ClientMessage::Open { file } => self.open(conn, &client_id, &file).await,
+            ClientMessage::Open { file, since } => self.open(conn, &client_id, &file, since).await,
             ClientMessage::Close { file } => {
                 if let Some(doc) = self.docs.get_mut(&file) {
                     doc.followers.remove(&conn);
@@ -365,6 +367,22 @@ impl State {
                 rev,
                 &ranges,
             ),
+            ClientMessage::Viewport { file, top_line } => {
+                // Only relayed, never used as a path here; bounded so it cannot be used to
+                // amplify traffic.
+                if file.len() > MAX_VIEWPORT_PATH {
+                    return Err((ErrorCode::Malformed, "viewport path too long".into()));
+                }
+                self.broadcast_except(
+                    conn,
+                    ServerMessage::Viewport {
+                        user_id,
+                        file,
+                        top_line,
+                    },
+                );
+                Ok(())
+            }
             ClientMessage::CreateFile { path } => {
                 Self::require_writer(&participant)?;
                 self.workspace
@@ -434,6 +452,7 @@ impl State {
         conn: ConnId,
         client_id: &str,
         file: &str,
+        since: Option<u64>,
     ) -> Result<(), (ErrorCode, String)> {
         if !self.docs.contains_key(file) {
             let text = self.workspace.read_text(file).await.map_err(file_error)?;
@@ -443,7 +462,18 @@ impl State {
             return Err((ErrorCode::Internal, "document vanished".into()));
         };
         doc.followers.insert(conn);
-        let document = doc.document_message(file, &ClientId(client_id.to_owned()));
+        let client = ClientId(client_id.to_owned());
+        let mut answer = since
+            .and_then(|since| doc.catch_up(file, &client, since))
+            .unwrap_or_else(|| vec![doc.document_message(file, &client)]);
+        if since.is_some() {
+            // The end of a catch-up: the client may now resend what is still unacknowledged.
+            answer.push(ServerMessage::Checksum {
+                file: file.to_owned(),
+                rev: doc.doc.rev(),
+                checksum: doc.doc.checksum(),
+            });
+        }
         let rev = doc.doc.rev();
         let cursors: Vec<ServerMessage> = doc
             .cursors
@@ -462,7 +492,9 @@ impl State {
                 })
             })
             .collect();
-        self.send(conn, document);
+        for message in answer {
+            self.send(conn, message);
+        }
         for cursor in cursors {
             self.send(conn, cursor);
         }
