@@ -4,7 +4,7 @@
 //!
 //! | route | who | answer |
 //! |---|---|---|
-//! | `GET /` | anyone | landing page |
+//! | `GET /`, `/assets/…` | anyone | landing page (the built UI's, or a plain built-in one) |
 //! | `POST /api/sessions` | anyone if creation is open, else admin | 201 with owner, editor and viewer links |
 //! | `GET /api/sessions` | admin | every live session |
 //! | `GET /api/sessions/{id}` | admin, participant | phase, ports |
@@ -56,6 +56,8 @@ pub struct ApiState {
     pub invite_ttl: Duration,
     pub default_idle_timeout: Duration,
     pub secure_cookies: bool,
+    /// The built UI whose landing page `/` shows, when there is one.
+    pub web_dir: Option<std::path::PathBuf>,
 }
 
 impl ApiState {
@@ -98,8 +100,11 @@ impl ApiState {
 
 /// Builds the router.
 pub fn router(state: ApiState) -> Router {
+    let landing_page = match &state.web_dir {
+        Some(dir) => huddle_web::router(dir, huddle_web::LANDING_PAGE),
+        None => Router::new().route("/", get(landing)),
+    };
     Router::new()
-        .route("/", get(landing))
         .route("/api/sessions", post(create).get(list))
         .route("/api/sessions/{id}", get(show).delete(delete))
         .route("/api/sessions/{id}/hibernate", post(hibernate))
@@ -112,6 +117,7 @@ pub fn router(state: ApiState) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT))
         .with_state(state)
+        .merge(landing_page)
 }
 
 /// An API error: a status and a JSON body `{"code", "message"}`.

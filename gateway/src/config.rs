@@ -80,6 +80,12 @@ pub struct Config {
     #[arg(long, env = "HUDDLE_SESSION_NAMESPACE", default_value = "default")]
     pub session_namespace: String,
 
+    /// The built browser UI (`web/dist`): the gateway serves its landing page, and agents it
+    /// starts as processes inherit the variable and serve the IDE from it. Without a build the
+    /// gateway shows a plain built-in landing page.
+    #[arg(long, env = "HUDDLE_WEB_DIR", default_value = huddle_web::DEFAULT_WEB_DIR)]
+    pub web_dir: PathBuf,
+
     /// The agent program (process runtime). Default: `huddle-agent` beside this binary.
     #[arg(long, env = "HUDDLE_AGENT_BINARY")]
     pub agent_binary: Option<PathBuf>,

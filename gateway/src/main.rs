@@ -52,6 +52,8 @@ fn main() -> anyhow::Result<()> {
         invite_ttl: config.invite_ttl,
         default_idle_timeout: config.default_idle_timeout,
         secure_cookies: config.secure_cookies(),
+        web_dir: huddle_web::has_page(&config.web_dir, huddle_web::LANDING_PAGE)
+            .then(|| config.web_dir.clone()),
     };
     core.spawn(async move {
         if let Err(error) = axum::serve(internal, api::router(api_state)).await {

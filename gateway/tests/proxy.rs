@@ -56,7 +56,7 @@ async fn path_routing_links_cookies_and_websocket() -> Result<()> {
     // With the cookie, the session's pages reach the agent, with the gateway's headers.
     let page = gateway
         .client(&[])
-        .get(gateway.url(&format!("/s/{id}/")))
+        .get(gateway.url(&format!("/s/{id}/version")))
         .header("cookie", format!("huddle_session={cookie}"))
         .send()
         .await?;

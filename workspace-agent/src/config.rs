@@ -36,6 +36,8 @@ pub struct Config {
     pub restore_url: Option<String>,
     /// The process that started this agent and whose death ends it.
     pub parent_pid: Option<u32>,
+    /// The built browser UI (`web/dist`).
+    pub web_dir: std::path::PathBuf,
 }
 
 /// A configuration value that could not be used.
@@ -76,6 +78,10 @@ impl Config {
             shell: lookup("HUDDLE_SHELL").filter(|shell| !shell.is_empty()),
             restore_url: lookup("HUDDLE_RESTORE_URL").filter(|url| !url.is_empty()),
             parent_pid: lookup("HUDDLE_PARENT_PID").and_then(|pid| pid.parse().ok()),
+            web_dir: lookup("HUDDLE_WEB_DIR")
+                .filter(|dir| !dir.is_empty())
+                .unwrap_or_else(|| huddle_web::DEFAULT_WEB_DIR.to_owned())
+                .into(),
         })
     }
 }

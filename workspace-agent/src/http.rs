@@ -4,7 +4,8 @@
 //! | route | answer |
 //! |---|---|
 //! | `GET /healthz` | `200 ok` once the server runs; the operator's liveness and readiness probe |
-//! | `GET /` | `huddle-agent <version>` |
+//! | `GET /version` | `huddle-agent <version>` |
+//! | `GET /`, `/assets/…` | the browser UI (see `web`) |
 //! | `GET /ws` | the participants' WebSocket (see `ws`) |
 //! | `GET /files/{path}` | download a file (any role) |
 //! | `PUT /files/{path}` | upload a file (owner or editor), at most `TRANSFER_LIMIT` bytes |
@@ -39,7 +40,7 @@ pub const BANNER: &str = concat!("huddle-agent ", env!("CARGO_PKG_VERSION"));
 /// Builds the router with every route the agent serves.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(banner))
+        .route("/version", get(banner))
         .route(names::AGENT_HEALTH_PATH, get(healthz))
         .route("/ws", get(crate::ws::upgrade))
         .route("/files/{*path}", get(download).put(upload))

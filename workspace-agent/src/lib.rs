@@ -2,8 +2,8 @@
 //!
 //! It serves everything a session's participants share, over HTTP and one WebSocket per
 //! participant (axum): the room and its presence ([`room`]), OT-edited documents ([`ot`]),
-//! shared terminals ([`terminal`]), the file tree and its watcher ([`files`]). Voice, snapshot
-//! and restore, and the web UI come next.
+//! shared terminals ([`terminal`]), the file tree and its watcher ([`files`]), snapshot and
+//! restore ([`snapshot`]), and the browser UI (`huddle_web`). Voice comes next.
 //!
 //! The binary (`src/main.rs`) reads [`config::Config`], binds, and calls [`serve`] until
 //! SIGTERM or Ctrl-C.

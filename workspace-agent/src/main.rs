@@ -40,10 +40,14 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let (stop, stopped) = oneshot::channel::<()>();
-    let mut server = tokio::spawn(serve(listener, http::router(state), async {
-        // An error only means `stop` was dropped, which also means: stop.
-        let _ = stopped.await;
-    }));
+    let mut server = tokio::spawn(serve(
+        listener,
+        http::router(state).merge(huddle_web::router(&config.web_dir, huddle_web::IDE_PAGE)),
+        async {
+            // An error only means `stop` was dropped, which also means: stop.
+            let _ = stopped.await;
+        },
+    ));
 
     tokio::select! {
         result = &mut server => {

@@ -113,7 +113,7 @@ async fn deployment_runs_answers_and_is_garbage_collected() -> Result<()> {
     );
     ensure!(health.text().await? == "ok", "unexpected /healthz body");
     let banner = http
-        .get(format!("http://{pod_ip}:8080/"))
+        .get(format!("http://{pod_ip}:8080/version"))
         .send()
         .await?
         .text()

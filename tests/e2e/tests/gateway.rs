@@ -185,7 +185,7 @@ impl GatewayProcess {
     /// Waits until the session's agent answers through this gateway.
     async fn wait_ready(&self, id: &str, token: &str) -> Result<()> {
         let client = self.client();
-        let url = self.url(&format!("/s/{id}/"));
+        let url = self.url(&format!("/s/{id}/version"));
         poll_until(
             "the session's agent answers through the gateway",
             READY,
