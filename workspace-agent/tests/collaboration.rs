@@ -173,8 +173,11 @@ impl Peer {
     }
 
     async fn open(&mut self, file: &str) -> Result<(u64, String)> {
-        self.send(&ClientMessage::Open { file: file.into() })
-            .await?;
+        self.send(&ClientMessage::Open {
+            file: file.into(),
+            since: None,
+        })
+        .await?;
         self.until("the document", |m| match m {
             ServerMessage::Document {
                 file: f, rev, text, ..
@@ -240,7 +243,7 @@ async fn health_and_banner() -> Result<()> {
     let agent = start_agent(&[]).await?;
     let health = reqwest::get(format!("http://{}/healthz", agent.addr)).await?;
     assert_eq!(health.text().await?, "ok");
-    let banner = reqwest::get(format!("http://{}/", agent.addr))
+    let banner = reqwest::get(format!("http://{}/version", agent.addr))
         .await?
         .text()
         .await?;
@@ -283,7 +286,11 @@ async fn forged_expired_and_missing_tokens_are_refused() -> Result<()> {
     }
     // A message before join is refused too.
     let mut peer = Peer::connect(&agent).await?;
-    peer.send(&ClientMessage::Open { file: "a".into() }).await?;
+    peer.send(&ClientMessage::Open {
+        file: "a".into(),
+        since: None,
+    })
+    .await?;
     assert_eq!(peer.error().await?.0, ErrorCode::Unauthorized);
     // And a version we do not speak.
     let mut peer = Peer::connect(&agent).await?;
@@ -714,9 +721,11 @@ async fn paths_cannot_leave_the_workspace() -> Result<()> {
     let attempts = [
         ClientMessage::Open {
             file: "../../etc/passwd".into(),
+            since: None,
         },
         ClientMessage::Open {
             file: "/etc/passwd".into(),
+            since: None,
         },
         ClientMessage::CreateFile {
             path: "../escape.txt".into(),
@@ -800,6 +809,7 @@ async fn files_made_in_the_terminal_appear_in_the_tree_and_disk_edits_become_ops
     // A binary is not opened for editing.
     ada.send(&ClientMessage::Open {
         file: "blob.bin".into(),
+        since: None,
     })
     .await?;
     assert_eq!(ada.error().await?.0, ErrorCode::Forbidden);
@@ -943,6 +953,7 @@ async fn a_snapshot_restores_files_documents_and_terminals_and_resends_stay_exac
     };
     back.send(&ClientMessage::Open {
         file: "a.txt".into(),
+        since: None,
     })
     .await?;
     let (rev, text, last_seq) = back
@@ -1011,6 +1022,7 @@ async fn a_reconnecting_client_learns_its_op_landed_and_its_resend_is_not_applie
     again
         .send(&ClientMessage::Open {
             file: "a.txt".into(),
+            since: None,
         })
         .await?;
     let (rev, last_seq) = again
@@ -1399,5 +1411,133 @@ async fn a_new_agent_fetches_its_snapshot_with_a_token_signed_by_its_own_session
     )
     .await?;
     assert_eq!(std::fs::read_dir(fresh.dir.path())?.count(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn reopening_since_a_revision_replays_what_was_missed_then_a_checksum() -> Result<()> {
+    let agent = start_agent(&[("a.txt", "ab")]).await?;
+    let (mut ada, _) = Peer::join(&agent, "ada", Role::Editor).await?;
+    assert_eq!(ada.open("a.txt").await?, (0, "ab".to_owned()));
+    let (mut bob, _) = Peer::join(&agent, "bob", Role::Editor).await?;
+    bob.open("a.txt").await?;
+    // Ada sends an op and loses her connection before its ack; Bob edits meanwhile.
+    ada.send(&ClientMessage::Op {
+        file: "a.txt".into(),
+        base_rev: 0,
+        seq: 1,
+        op: serde_json::json!([2, "!"]),
+    })
+    .await?;
+    drop(ada);
+    for (seq, op) in [
+        (1, serde_json::json!(["<", 3])),
+        (2, serde_json::json!([4, ">"])),
+    ] {
+        let base_rev = bob
+            .until("the previous op", |m| match m {
+                ServerMessage::Op { rev, .. } => Some(*rev),
+                _ => None,
+            })
+            .await?;
+        bob.send(&ClientMessage::Op {
+            file: "a.txt".into(),
+            base_rev,
+            seq,
+            op,
+        })
+        .await?;
+    }
+    bob.until("bob's second ack", |m| match m {
+        ServerMessage::Op {
+            seq: 2, client_id, ..
+        } if client_id == "tab-bob" => Some(()),
+        _ => None,
+    })
+    .await?;
+
+    // Ada comes back at revision 0: she gets the text at 0, the three ops (hers first, her
+    // ack), then the checksum of revision 3.
+    let (mut ada, _) = Peer::join(&agent, "ada", Role::Editor).await?;
+    ada.send(&ClientMessage::Open {
+        file: "a.txt".into(),
+        since: Some(0),
+    })
+    .await?;
+    let mut seen = Vec::new();
+    loop {
+        match ada.recv().await? {
+            ServerMessage::Document { rev, text, .. } => {
+                seen.push(format!("document {rev} {text}"))
+            }
+            ServerMessage::Op {
+                rev,
+                client_id,
+                seq,
+                ..
+            } => seen.push(format!("op {rev} {client_id} {seq}")),
+            ServerMessage::Checksum { rev, checksum, .. } => {
+                assert_eq!(checksum, huddle_agent::ot::checksum::checksum_str("<ab!>"));
+                seen.push(format!("checksum {rev}"));
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "document 0 ab",
+            "op 1 tab-ada 1",
+            "op 2 tab-bob 1",
+            "op 3 tab-bob 2",
+            "checksum 3"
+        ]
+    );
+
+    // Asked from a revision the agent no longer knows, it answers with the current document.
+    let (mut late, _) = Peer::join(&agent, "cy", Role::Viewer).await?;
+    late.send(&ClientMessage::Open {
+        file: "a.txt".into(),
+        since: Some(99),
+    })
+    .await?;
+    let document = late
+        .until("document", |m| match m {
+            ServerMessage::Document { rev, text, .. } => Some((*rev, text.clone())),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(document, (3, "<ab!>".to_owned()));
+    Ok(())
+}
+
+#[tokio::test]
+async fn viewports_reach_everyone_else_and_oversized_ones_are_refused() -> Result<()> {
+    let agent = start_agent(&[("a.txt", "x")]).await?;
+    let (mut ada, _) = Peer::join(&agent, "ada", Role::Viewer).await?;
+    let (mut bob, _) = Peer::join(&agent, "bob", Role::Editor).await?;
+    ada.send(&ClientMessage::Viewport {
+        file: "a.txt".into(),
+        top_line: 40,
+    })
+    .await?;
+    let seen = bob
+        .until("ada's viewport", |m| match m {
+            ServerMessage::Viewport {
+                user_id,
+                file,
+                top_line,
+            } => Some((user_id.clone(), file.clone(), *top_line)),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(seen, ("uid-ada".to_owned(), "a.txt".to_owned(), 40));
+    ada.send(&ClientMessage::Viewport {
+        file: "a".repeat(5000),
+        top_line: 0,
+    })
+    .await?;
+    assert_eq!(ada.error().await?.0, ErrorCode::Malformed);
     Ok(())
 }
