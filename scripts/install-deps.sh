@@ -22,6 +22,10 @@ APT_PACKAGES=(
     wrk nginx
     # certificates for the test cluster
     openssl ca-certificates curl
+    # the browser UI's tests drive Debian's Chromium through playwright-core
+    # (never a downloaded browser); the UI itself builds with the machine's
+    # Node.js and npm, checked below
+    chromium fonts-dejavu-core
 )
 
 install_apt_packages() {
@@ -102,6 +106,8 @@ go_tools() {
 
 stage "install: Debian packages"
 install_apt_packages
+command -v node >/dev/null && command -v npm >/dev/null ||
+    die "Node.js with npm is needed to build the web UI (this kind of machine has it installed)"
 
 # `scripts/run` needs only what builds and runs Huddle on one machine.
 if [ "${1:-}" = "--run-only" ]; then

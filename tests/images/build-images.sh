@@ -5,10 +5,11 @@
 # $HUDDLE_CACHE/images/NAME.tar for `ctr images import`.
 #
 #   pause         the pod sandbox (tests/images/pause/pause.c, static)
-#   huddle-agent  the workspace agent (Dockerfile beside this script is the
-#                 equivalent build for users with a registry)
+#   huddle-agent  the workspace agent and the browser UI it serves
+#                 (workspace-agent/Dockerfile is the equivalent build for
+#                 users with a registry)
 #
-# Expects `cargo build -p huddle-agent` to have run; HUDDLE_CARGO_PROFILE_DIR
+# Expects `cargo build -p huddle-agent` and scripts/build-web.sh to have run; HUDDLE_CARGO_PROFILE_DIR
 # picks the profile's output folder (default: debug, what the tests build).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
@@ -115,6 +116,11 @@ build_agent() {
     # CA certificates: the agent's HTTPS client (restoring a snapshot, cloning a template)
     # needs a trust store, as the Debian-based release image has.
     install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
+    # The browser UI the agent serves (scripts/build-web.sh builds it).
+    local web=$HUDDLE_ROOT/web/dist
+    [ -f "$web/index.html" ] || die "$web missing: run scripts/build-web.sh first"
+    mkdir -p "$rootfs/usr/share/huddle"
+    cp -r "$web" "$rootfs/usr/share/huddle/web"
     mkdir -p "$rootfs/workspace"
     chown $NONROOT:$NONROOT "$rootfs/workspace"
     oci_image huddle-agent huddle.local/huddle-agent:dev "$rootfs" '["/usr/local/bin/huddle-agent"]' \

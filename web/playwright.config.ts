@@ -1,0 +1,34 @@
+import { defineConfig } from "@playwright/test";
+
+// Real gateway and agents (started by tests/gateway.ts), Debian's Chromium, headless.
+const artifacts = process.env.HUDDLE_ARTIFACTS ?? "../artifacts";
+
+export default defineConfig({
+  testDir: "tests",
+  outputDir: `${artifacts}/ui-results`,
+  timeout: 90_000,
+  expect: { timeout: 15_000 },
+  fullyParallel: false,
+  workers: 1,
+  retries: 0,
+  reporter: [["list"]],
+  globalSetup: "./tests/global-setup.ts",
+  use: {
+    headless: true,
+    viewport: { width: 1400, height: 860 },
+    trace: "retain-on-failure",
+    launchOptions: {
+      executablePath: process.env.HUDDLE_CHROMIUM ?? "/usr/bin/chromium",
+      // The machine has no internet: keep Chromium from trying to reach Google's services.
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    },
+  },
+});
