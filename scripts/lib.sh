@@ -7,6 +7,9 @@ HUDDLE_CACHE=${HUDDLE_CACHE:-$HOME/.cache/huddle}
 # Everything a run builds or downloads lives under the cache so a second run
 # on the same machine is fast and a fresh clone never rebuilds the world.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HUDDLE_CACHE/target}
+# Incremental compilation keys its cache by the source path, and every CI run is a fresh
+# clone at a new path: the caches would never be reused, only pile up (24 GB seen).
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 export GOMODCACHE=${GOMODCACHE:-$HUDDLE_CACHE/go/mod}
 export GOCACHE=${GOCACHE:-$HUDDLE_CACHE/go/build}
 export GOFLAGS=${GOFLAGS:--buildvcs=false}

@@ -100,6 +100,28 @@ pub enum ClientMessage {
     TerminalClose {
         id: u32,
     },
+    /// Enter the voice room: the client follows with its `voice_offer` (its microphone track).
+    VoiceJoin,
+    VoiceLeave,
+    /// SDP offer from the client: the first negotiation, or a retry after one failed.
+    VoiceOffer {
+        sdp: String,
+    },
+    /// The client's answer to the agent's (re)negotiation offer.
+    VoiceAnswer {
+        sdp: String,
+    },
+    /// A trickled ICE candidate (`RTCIceCandidateInit`); `candidate` empty ends gathering.
+    VoiceCandidate {
+        candidate: String,
+        sdp_mid: Option<String>,
+        sdp_mline_index: Option<u16>,
+    },
+    /// Mute or unmute this participant's microphone; the agent stops forwarding a muted
+    /// publisher's packets.
+    VoiceMute {
+        muted: bool,
+    },
 }
 
 /// A selection from `anchor` to `head` (equal for a plain cursor), in line/column code points.
@@ -207,10 +229,36 @@ pub enum ServerMessage {
         id: u32,
         code: Option<u32>,
     },
+    /// The agent's SDP offer: sent when people join or leave voice, so the client receives
+    /// (or stops receiving) their audio. Each forwarded track's stream id is its publisher's
+    /// user id.
+    VoiceOffer {
+        sdp: String,
+    },
+    /// The agent's answer to a client `voice_offer`.
+    VoiceAnswer {
+        sdp: String,
+    },
+    VoiceCandidate {
+        candidate: String,
+        sdp_mid: Option<String>,
+        sdp_mline_index: Option<u16>,
+    },
+    /// Someone's voice state changed (joined, left, muted, unmuted); sent to everyone.
+    VoiceState {
+        user_id: String,
+        voice: Option<VoiceState>,
+    },
     Error {
         code: ErrorCode,
         message: String,
     },
+}
+
+/// A participant's state in the voice room; the agent's is authoritative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoiceState {
+    pub muted: bool,
 }
 
 /// Someone in the session.
@@ -221,6 +269,9 @@ pub struct Participant {
     pub role: Role,
     /// CSS colour chosen by the agent, distinct within the session.
     pub color: String,
+    /// In the voice room, and whether muted; absent when not in voice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice: Option<VoiceState>,
 }
 
 /// One entry of the workspace tree.
@@ -282,6 +333,9 @@ pub enum ErrorCode {
     BadOp,
     /// The client is too far behind; a fresh `document` follows.
     Resync,
+    /// Voice negotiation failed (bad SDP, no connection); the message says why. Send
+    /// `voice_join` again to retry.
+    VoiceFailed,
     Internal,
 }
 

@@ -444,6 +444,15 @@ impl State {
                 self.broadcast(ServerMessage::TerminalExited { id, code: None });
                 Ok(())
             }
+            ClientMessage::VoiceJoin
+            | ClientMessage::VoiceLeave
+            | ClientMessage::VoiceOffer { .. }
+            | ClientMessage::VoiceAnswer { .. }
+            | ClientMessage::VoiceCandidate { .. }
+            | ClientMessage::VoiceMute { .. } => Err((
+                ErrorCode::VoiceFailed,
+                "voice is not available in this agent".into(),
+            )),
         }
     }
 

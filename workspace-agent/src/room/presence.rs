@@ -76,6 +76,7 @@ impl Presence {
             name: name.to_owned(),
             role,
             color: colour.to_owned(),
+            voice: None,
         };
         self.participants
             .insert(user_id.to_owned(), participant.clone());
