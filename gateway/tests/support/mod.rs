@@ -179,7 +179,7 @@ impl Gateway {
     /// Waits until `GET /s/<id>/` with `token` reaches the agent (its banner).
     pub async fn wait_ready(&self, id: &str, token: &str) -> Result<()> {
         let client = self.client(&[]);
-        let url = self.url(&format!("/s/{id}/"));
+        let url = self.url(&format!("/s/{id}/version"));
         poll_until(
             "the session's agent answers through the gateway",
             WAIT,

@@ -69,7 +69,7 @@ impl Gateway {
         loop {
             let response = self
                 .client
-                .get(self.url(&format!("/s/{id}/")))
+                .get(self.url(&format!("/s/{id}/version")))
                 .bearer_auth(token)
                 .send()
                 .await?;
