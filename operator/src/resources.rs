@@ -114,7 +114,9 @@ pub fn pod(session: &Session, config: &Config) -> Pod {
         protocol: Some("TCP".to_owned()),
         ..ContainerPort::default()
     }];
-    ports.extend(spec.ports.iter().map(|port| ContainerPort {
+    // A session may declare the agent's own port (to forward the agent itself); it is listed
+    // once, as the agent's: a duplicate makes the API server refuse the apply.
+    ports.extend(declared_ports(session).map(|port| ContainerPort {
         container_port: port.port,
         protocol: Some("TCP".to_owned()),
         ..ContainerPort::default()
@@ -234,6 +236,15 @@ pub fn live_spec_hash(pod: &Pod) -> Option<&str> {
         .map(String::as_str)
 }
 
+/// The session's declared ports, without the agent's own port (always exposed, once).
+fn declared_ports(session: &Session) -> impl Iterator<Item = &huddle_crds::session::SessionPort> {
+    session
+        .spec
+        .ports
+        .iter()
+        .filter(|port| port.port != i32::from(names::AGENT_PORT))
+}
+
 /// The session's Service: the agent port and every forwarded port, selecting the session's
 /// pod. The gateway reaches the agent through it.
 pub fn service(session: &Session) -> Service {
@@ -244,7 +255,7 @@ pub fn service(session: &Session) -> Service {
         protocol: Some("TCP".to_owned()),
         ..ServicePort::default()
     }];
-    ports.extend(session.spec.ports.iter().map(|port| ServicePort {
+    ports.extend(declared_ports(session).map(|port| ServicePort {
         name: Some(format!("port-{}", port.port)),
         port: port.port,
         target_port: Some(IntOrString::Int(port.port)),
@@ -511,14 +522,25 @@ mod tests {
 
     #[test]
     fn service_exposes_agent_and_declared_ports() {
-        let svc = service(&session(SessionSpec {
-            ports: vec![SessionPort {
-                port: 3000,
-                visibility: Default::default(),
-                name: None,
-            }],
+        let declared = |port| SessionPort {
+            port,
+            visibility: Default::default(),
+            name: None,
+        };
+        // The agent's own port declared too: listed once, as the agent's.
+        let with_ports = session(SessionSpec {
+            ports: vec![declared(3000), declared(i32::from(names::AGENT_PORT))],
             ..SessionSpec::default()
-        }));
+        });
+        let container_ports: Vec<i32> = pod(&with_ports, &config()).spec.unwrap().containers[0]
+            .ports
+            .clone()
+            .unwrap()
+            .iter()
+            .map(|p| p.container_port)
+            .collect();
+        assert_eq!(container_ports, vec![i32::from(names::AGENT_PORT), 3000]);
+        let svc = service(&with_ports);
         let spec = svc.spec.unwrap();
         let ports: Vec<i32> = spec.ports.unwrap().iter().map(|p| p.port).collect();
         assert_eq!(ports, vec![i32::from(names::AGENT_PORT), 3000]);

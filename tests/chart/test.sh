@@ -160,7 +160,7 @@ done
 stage "chart: helm template with default values"
 render default
 f=$WORK/default.yaml
-expect_kinds "$f" "Deployment=2 StatefulSet=2 Service=4 PodDisruptionBudget=2 NetworkPolicy=4
+expect_kinds "$f" "Lease=1 Deployment=2 StatefulSet=2 Service=4 PodDisruptionBudget=2 NetworkPolicy=4
     Role=3 RoleBinding=3 ServiceAccount=2 Secret=1"
 hasnt "$(cat "$f")" '^kind: Cluster(Role|RoleBinding)$' "default: cluster-scoped RBAC"
 check_pod_security "$f" Deployment t-huddle-gateway api
@@ -197,7 +197,7 @@ has "$notes" "get secret t-huddle -o jsonpath='\{.data.admin-token\}'" "NOTES: t
 stage "chart: helm template with everything.yaml (ingress, httpRoute, bundled postgres/redis/turn)"
 render everything -f "$TESTS/values/everything.yaml"
 f=$WORK/everything.yaml
-expect_kinds "$f" "Deployment=3 StatefulSet=2 Service=5 PodDisruptionBudget=2 NetworkPolicy=5
+expect_kinds "$f" "Lease=1 Deployment=3 StatefulSet=2 Service=5 PodDisruptionBudget=2 NetworkPolicy=5
     Role=3 RoleBinding=3 ServiceAccount=2 Secret=2 Ingress=1 HTTPRoute=1"
 hasnt "$(cat "$f")" '^kind: Cluster(Role|RoleBinding)$' "everything: cluster-scoped RBAC"
 check_pod_security "$f" Deployment t-huddle-gateway api
@@ -228,7 +228,7 @@ has "$(doc "$f" Secret t-huddle-ice-servers)" '^  ice-servers.json: ' "ICE serve
 stage "chart: helm template with external.yaml, single.yaml and test-cluster.yaml"
 render external -f "$TESTS/values/external.yaml"
 f=$WORK/external.yaml
-expect_kinds "$f" "Deployment=2 Service=2 PodDisruptionBudget=1 NetworkPolicy=1
+expect_kinds "$f" "Lease=1 Deployment=2 Service=2 PodDisruptionBudget=1 NetworkPolicy=1
     Role=3 RoleBinding=3 ServiceAccount=2 Secret=1"
 gateway=$(doc "$f" Deployment hd-gateway)
 has "$gateway" '^                  name: huddle-keys$' "gateway reads auth.existingSecret"
@@ -239,7 +239,7 @@ has "$secret" '^  redis-url: ' "external Redis URL in the chart Secret"
 count "$secret" '^  [a-z-]+: "' 1 "only the Redis URL in the chart Secret"
 render single -f "$TESTS/values/single.yaml"
 f=$WORK/single.yaml
-expect_kinds "$f" "Deployment=2 Service=2 Role=3 RoleBinding=3 ServiceAccount=2 Secret=1"
+expect_kinds "$f" "Lease=1 Deployment=2 Service=2 Role=3 RoleBinding=3 ServiceAccount=2 Secret=1"
 gateway=$(doc "$f" Deployment t-huddle-gateway)
 hasnt "$gateway" 'HUDDLE_REDIS_URL' "single gateway without Redis"
 has "$gateway" '^              value: "http://localhost:8000"$' "public URL with a port"
