@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything Huddle's build and tests need on a fresh Debian machine,
-# idempotently: Debian packages, then the Kubernetes, etcd and helm binaries
+# idempotently: Debian packages, then the Kubernetes, etcd, helm and CoreDNS binaries
 # built from the Go module proxy at the versions pinned under tests/tools.
 # A second run finds everything in place and takes a second or two.
 set -euo pipefail
@@ -12,6 +12,10 @@ APT_PACKAGES=(
     # node: containers, pod networking, and the tools kubelet shells out to
     containerd runc containernetworking-plugins iptables iproute2 conntrack
     socat ethtool util-linux mount procps
+    # dig: cluster.sh checks that the cluster's DNS answers through its Service
+    bind9-dnsutils
+    # the agent test image's shell, for its terminals (tests/images/build-images.sh)
+    busybox-static
     # the Docker launcher's engine in tests: podman's Docker API service (with
     # conmon; it runs containers with runc on the CNI plugins above)
     podman
@@ -80,28 +84,29 @@ bin_name() {
 }
 
 # go_tools DIR OUTDIR LDFLAGS PACKAGE...: builds the tool packages pinned by
-# DIR/go.mod into OUTDIR unless every binary is already there.
+# DIR/go.mod into OUTDIR, those whose binary is not there yet (a tool added to
+# the list later is built alone; the others stay).
 go_tools() {
     local dir=$1 out=$2 ldflags=$3
     shift 3
-    local pkg need=0
+    local pkg missing=()
     for pkg in "$@"; do
-        [ -x "$out/$(bin_name "$pkg")" ] || need=1
+        [ -x "$out/$(bin_name "$pkg")" ] || missing+=("$pkg")
     done
-    if [ $need -eq 0 ]; then
+    if [ ${#missing[@]} -eq 0 ]; then
         echo "    $(basename "$out") present"
         return
     fi
-    echo "    building $* -> $out"
+    echo "    building ${missing[*]} -> $out"
     local tmp="$out.partial"
     rm -rf "$tmp"
-    mkdir -p "$tmp"
+    mkdir -p "$tmp" "$out"
     # -trimpath and stripped symbols keep the cache small; binaries are moved
     # into place only when all built, so an interrupted build is redone.
-    (cd "$HUDDLE_ROOT/tests/tools/$dir" && go build -trimpath -ldflags="-s -w $ldflags" -o "$tmp/" "$@")
+    (cd "$HUDDLE_ROOT/tests/tools/$dir" && go build -trimpath -ldflags="-s -w $ldflags" -o "$tmp/" "${missing[@]}")
     if [ -e "$tmp/server" ]; then mv "$tmp/server" "$tmp/etcd"; fi
-    rm -rf "$out"
-    mv "$tmp" "$out"
+    mv "$tmp"/* "$out/"
+    rmdir "$tmp"
 }
 
 stage "install: Debian packages"
@@ -129,6 +134,7 @@ done
 go_tools kubernetes "$HUDDLE_BIN/kubernetes-$KUBERNETES_VERSION" "$k8s_ldflags" \
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-proxy \
     k8s.io/kubernetes/cmd/kube-scheduler \
     k8s.io/kubernetes/cmd/kubelet \
     k8s.io/kubernetes/cmd/kubectl
@@ -138,5 +144,9 @@ go_tools etcd "$HUDDLE_BIN/etcd-$ETCD_VERSION" "" go.etcd.io/etcd/server/v3
 
 stage "install: helm $HELM_VERSION (Go module proxy)"
 go_tools helm "$HUDDLE_BIN/helm-$HELM_VERSION" "-X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" helm.sh/helm/v4/cmd/helm
+
+stage "install: CoreDNS $COREDNS_VERSION (Go module proxy)"
+# The test cluster's DNS server, with only the plugins it uses (tests/tools/coredns/main.go).
+go_tools coredns "$HUDDLE_BIN/coredns-$COREDNS_VERSION" "" huddle.dev/tests/tools/coredns
 
 stage_end

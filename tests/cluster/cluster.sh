@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The local test cluster: a real Kubernetes control plane (etcd,
 # kube-apiserver, kube-controller-manager, kube-scheduler), a real kubelet
-# running pods with containerd and runc, and PostgreSQL and Redis, all inside
-# a network namespace this script creates so that pod traffic never leaves it.
+# running pods with containerd and runc, kube-proxy (Service ClusterIPs) and
+# CoreDNS (cluster.local names), and PostgreSQL and Redis, all inside a network
+# namespace this script creates so that pod traffic never leaves it.
 #
 #   cluster.sh up      start everything in the background and wait for health
 #   cluster.sh down    stop everything and remove every trace (no strays)
@@ -21,6 +22,7 @@ NETNS_PATH=/run/netns/$NETNS
 K8S_BIN=$HUDDLE_BIN/kubernetes-$KUBERNETES_VERSION
 ETCD_BIN=$HUDDLE_BIN/etcd-$ETCD_VERSION
 HELM_BIN=$HUDDLE_BIN/helm-$HELM_VERSION
+COREDNS_BIN=$HUDDLE_BIN/coredns-$COREDNS_VERSION
 
 # Addresses and ports inside the namespace. The node needs a non-loopback
 # address for kubelet and the apiserver to advertise; pods get addresses on a
@@ -32,8 +34,15 @@ NODE_IP=10.200.0.1
 POD_SUBNET=10.244.0.0/24
 SERVICE_RANGE=10.96.0.0/16
 SERVICE_API_IP=10.96.0.1
+# The kube-dns Service: kubelet hands pods this nameserver; kube-proxy sends it
+# to CoreDNS, a process on the node address like the other components.
+CLUSTER_DNS_IP=10.96.0.10
+CLUSTER_DOMAIN=cluster.local
 APISERVER_PORT=6443
 ETCD_PORT=2379
+KUBE_PROXY_HEALTH_PORT=10256
+COREDNS_HEALTH_PORT=18080
+COREDNS_READY_PORT=18181
 POSTGRES_PORT=15432
 REDIS_PORT=16379
 
@@ -72,6 +81,12 @@ create_netns() {
     # Bridged pod traffic must pass iptables for Service/NetworkPolicy rules
     # later; the module setting is per namespace on recent kernels.
     in_netns sysctl -qw net.ipv4.ip_forward=1
+    # Service ClusterIPs exist only as kube-proxy's DNAT rules. A pod's packet
+    # reaches them by its default route; a process here (the tests) needs a
+    # route too, or connect() fails before the rules are consulted. The
+    # namespace has no other interface, so the range is routed to lo, from the
+    # node address; the DNAT then sends the packet on to the pod.
+    in_netns ip route add "$SERVICE_RANGE" dev lo src "$NODE_IP"
 }
 
 write_cni_config() {
@@ -130,6 +145,10 @@ generate_pki() {
     cert controller-manager "/CN=system:kube-controller-manager"
     cert scheduler "/CN=system:kube-scheduler"
     cert kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" "DNS:$NODE_NAME,IP:$NODE_IP"
+    # The built-in ClusterRoleBinding system:node-proxier grants this user
+    # what kube-proxy needs; CoreDNS gets a ClusterRole of its own.
+    cert kube-proxy "/CN=system:kube-proxy"
+    cert coredns "/CN=huddle:coredns"
     openssl ecparam -name prime256v1 -genkey -noout -out "$STATE/pki/sa.key" 2>/dev/null
     openssl ec -in "$STATE/pki/sa.key" -pubout -out "$STATE/pki/sa.pub" 2>/dev/null
 }
@@ -182,6 +201,7 @@ start_apiserver() {
         --kubelet-client-certificate "$STATE/pki/apiserver-kubelet-client.crt" \
         --kubelet-client-key "$STATE/pki/apiserver-kubelet-client.key" \
         --kubelet-certificate-authority "$STATE/pki/ca.crt" \
+        --kubelet-preferred-address-types InternalIP \
         --service-account-issuer https://kubernetes.default.svc.cluster.local \
         --service-account-key-file "$STATE/pki/sa.pub" \
         --service-account-signing-key-file "$STATE/pki/sa.key" \
@@ -298,7 +318,11 @@ containerRuntimeEndpoint: unix://$CONTAINERD_SOCK
 cgroupDriver: cgroupfs
 failCgroupV1: false
 failSwapOn: false
-clusterDomain: cluster.local
+# Pods with dnsPolicy ClusterFirst get the kube-dns Service as their
+# nameserver and the cluster domain's search paths, nothing of this machine's
+# own resolver setup.
+clusterDNS: [$CLUSTER_DNS_IP]
+clusterDomain: $CLUSTER_DOMAIN
 resolvConf: ""
 podLogsDir: $STATE/pod-logs
 # A test node on a shared disk: never evict for disk pressure mid-test.
@@ -328,20 +352,143 @@ kubectl_admin() {
     in_netns "$K8S_BIN/kubectl" --kubeconfig "$STATE/admin.kubeconfig" "$@"
 }
 
+# apply_admin: applies the manifests on stdin as the cluster admin.
+apply_admin() {
+    kubectl_admin apply --server-side --field-manager=huddle-test-cluster -f - >/dev/null
+}
+
+start_kube_proxy() {
+    mkdir -p "$STATE/kube-proxy"
+    # iptables mode, in this namespace's own tables (they go with it). Nothing
+    # here may change what the namespace cannot: conntrack table sizes and
+    # timeouts are global (0 leaves them alone), and without CAP_SYS_RESOURCE
+    # no OOM score below 0.
+    cat >"$STATE/kube-proxy/config.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {kubeconfig: $STATE/kube-proxy.kubeconfig}
+hostnameOverride: $NODE_NAME
+bindAddress: $NODE_IP
+healthzBindAddress: 127.0.0.1:$KUBE_PROXY_HEALTH_PORT
+metricsBindAddress: 127.0.0.1:10249
+mode: iptables
+clusterCIDR: $POD_SUBNET
+detectLocalMode: ClusterCIDR
+nodePortAddresses: [$NODE_IP/32]
+iptables: {localhostNodePorts: false, syncPeriod: 10s, minSyncPeriod: 0s}
+conntrack:
+  maxPerCore: 0
+  min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+  udpTimeout: 0s
+  udpStreamTimeout: 0s
+oomScoreAdj: 0
+EOF
+    start kube-proxy "$K8S_BIN/kube-proxy" --config "$STATE/kube-proxy/config.yaml" --v 1
+    wait_for "kube-proxy health" 60 in_netns curl -fsS "http://127.0.0.1:$KUBE_PROXY_HEALTH_PORT/healthz" ||
+        fail_with_log kube-proxy
+    # The proof that Services work from here: the API server through the
+    # kubernetes Service's ClusterIP. kube-proxy may report healthy before its
+    # first sync, and a connection tried before the rules exist stays
+    # untranslated (NAT is decided at its first packet), so each attempt is
+    # short and a new connection.
+    wait_for "the API server through its ClusterIP $SERVICE_API_IP" 30 in_netns curl -fsS -m 2 \
+        --cacert "$STATE/pki/ca.crt" --cert "$STATE/pki/admin.crt" --key "$STATE/pki/admin.key" \
+        "https://$SERVICE_API_IP/readyz" || fail_with_log kube-proxy
+}
+
+start_coredns() {
+    mkdir -p "$STATE/coredns"
+    # What CoreDNS may read, and the kube-dns Service in front of it: a
+    # ClusterIP without a selector whose one endpoint is CoreDNS on the node
+    # address.
+    apply_admin <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "huddle:coredns"}
+rules:
+  - apiGroups: [""]
+    resources: [services, pods, namespaces]
+    verbs: [list, watch]
+  - apiGroups: [discovery.k8s.io]
+    resources: [endpointslices]
+    verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "huddle:coredns"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "huddle:coredns"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: "huddle:coredns"}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: kube-dns
+  namespace: kube-system
+  labels: {k8s-app: kube-dns, kubernetes.io/name: CoreDNS}
+spec:
+  clusterIP: $CLUSTER_DNS_IP
+  ports:
+    - {name: dns, port: 53, protocol: UDP, targetPort: 53}
+    - {name: dns-tcp, port: 53, protocol: TCP, targetPort: 53}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: kube-dns-node
+  namespace: kube-system
+  labels: {kubernetes.io/service-name: kube-dns, endpointslice.kubernetes.io/managed-by: huddle-test-cluster}
+addressType: IPv4
+endpoints:
+  - addresses: [$NODE_IP]
+    conditions: {ready: true}
+ports:
+  - {name: dns, port: 53, protocol: UDP}
+  - {name: dns-tcp, port: 53, protocol: TCP}
+EOF
+    # Only cluster names: the namespace has no way out, so nothing is forwarded.
+    cat >"$STATE/coredns/Corefile" <<EOF
+.:53 {
+    bind $NODE_IP
+    errors
+    health 127.0.0.1:$COREDNS_HEALTH_PORT
+    ready 127.0.0.1:$COREDNS_READY_PORT
+    kubernetes $CLUSTER_DOMAIN in-addr.arpa ip6.arpa {
+        kubeconfig $STATE/coredns.kubeconfig huddle-test
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }
+    cache 5
+}
+EOF
+    start coredns "$COREDNS_BIN/coredns" -conf "$STATE/coredns/Corefile"
+    wait_for "CoreDNS ready" 60 in_netns curl -fsS "http://127.0.0.1:$COREDNS_READY_PORT/ready" ||
+        fail_with_log coredns
+}
+
+# dns_resolves: the kubernetes Service's name resolves to its ClusterIP
+# through the kube-dns Service, as it does for a pod.
+dns_resolves() {
+    [ "$(in_netns dig +short +time=1 +tries=1 "@$CLUSTER_DNS_IP" "kubernetes.default.svc.$CLUSTER_DOMAIN" A)" = "$SERVICE_API_IP" ]
+}
+
 start_postgres() {
     local pg
     pg=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
     mkdir -p "$STATE/postgres"
     chown postgres: "$STATE/postgres"
-    echo huddle >"$STATE/postgres.pw"
+    echo "$POSTGRES_PASSWORD" >"$STATE/postgres.pw"
     chown postgres: "$STATE/postgres.pw"
     setpriv --reuid=postgres --regid=postgres --init-groups \
         "$pg/initdb" -D "$STATE/postgres/data" -U huddle --pwfile="$STATE/postgres.pw" \
         --auth-local=trust --auth-host=scram-sha-256 -E UTF8 >"$STATE/logs/initdb.log" 2>&1 ||
         fail_with_log initdb
+    # Pods (the chart's gateway) reach it on the node address, with the password.
+    echo "host all all $POD_SUBNET scram-sha-256" >>"$STATE/postgres/data/pg_hba.conf"
     start postgres setpriv --reuid=postgres --regid=postgres --init-groups \
         "$pg/postgres" -D "$STATE/postgres/data" -k "$STATE/postgres" \
-        -c listen_addresses=127.0.0.1 -p "$POSTGRES_PORT" \
+        -c listen_addresses="127.0.0.1,$NODE_IP" -p "$POSTGRES_PORT" \
         -c fsync=off -c synchronous_commit=off -c full_page_writes=off
     wait_for "postgres" 60 in_netns "$pg/pg_isready" -q -h 127.0.0.1 -p "$POSTGRES_PORT" || fail_with_log postgres
     in_netns setpriv --reuid=postgres --regid=postgres --init-groups \
@@ -350,9 +497,13 @@ start_postgres() {
 
 start_redis() {
     mkdir -p "$STATE/redis"
-    start redis redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$STATE/redis" \
-        --save "" --appendonly no --protected-mode yes
-    wait_for "redis" 30 in_netns redis-cli -p "$REDIS_PORT" ping || fail_with_log redis
+    # On the node address too, for pods, so with a password (in a file: not
+    # in the process list).
+    echo "requirepass $REDIS_PASSWORD" >"$STATE/redis/redis.conf"
+    start redis redis-server "$STATE/redis/redis.conf" --bind 127.0.0.1 "$NODE_IP" --port "$REDIS_PORT" \
+        --dir "$STATE/redis" --save "" --appendonly no --protected-mode yes
+    wait_for "redis" 30 in_netns env REDISCLI_AUTH="$REDIS_PASSWORD" redis-cli -p "$REDIS_PORT" ping ||
+        fail_with_log redis
 }
 
 write_env() {
@@ -363,9 +514,17 @@ export KUBECONFIG=$STATE/admin.kubeconfig
 export HUDDLE_TEST_NODE_NAME=$NODE_NAME
 export HUDDLE_TEST_NODE_IP=$NODE_IP
 export HUDDLE_TEST_CONTAINERD_SOCK=$CONTAINERD_SOCK
-export HUDDLE_TEST_DATABASE_URL=postgres://huddle:huddle@127.0.0.1:$POSTGRES_PORT/huddle
-export HUDDLE_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+export HUDDLE_TEST_DATABASE_URL=postgres://huddle:$POSTGRES_PASSWORD@127.0.0.1:$POSTGRES_PORT/huddle
+export HUDDLE_TEST_REDIS_URL=redis://:$REDIS_PASSWORD@127.0.0.1:$REDIS_PORT
+# The same stores as pods reach them: on the node address.
+export HUDDLE_TEST_POD_DATABASE_URL=postgres://huddle:$POSTGRES_PASSWORD@$NODE_IP:$POSTGRES_PORT/huddle
+export HUDDLE_TEST_POD_REDIS_URL=redis://:$REDIS_PASSWORD@$NODE_IP:$REDIS_PORT
 export HUDDLE_TEST_AGENT_IMAGE=huddle.local/huddle-agent:dev
+export HUDDLE_TEST_OPERATOR_IMAGE=huddle.local/huddle-operator:dev
+export HUDDLE_TEST_GATEWAY_IMAGE=huddle.local/huddle-gateway:dev
+export HUDDLE_TEST_HELM=$HELM_BIN/helm
+export HUDDLE_TEST_CLUSTER_DNS=$CLUSTER_DNS_IP
+export HUDDLE_TEST_CLUSTER_DOMAIN=$CLUSTER_DOMAIN
 export PATH=$K8S_BIN:$HELM_BIN:\$PATH
 EOF
 }
@@ -374,11 +533,13 @@ EOF
 
 cmd_up() {
     [ ! -e "$STATE/pids" ] || cmd_down
-    [ -x "$K8S_BIN/kube-apiserver" ] || die "Kubernetes binaries missing: run scripts/install-deps.sh"
+    [ -x "$K8S_BIN/kube-proxy" ] || die "Kubernetes binaries missing: run scripts/install-deps.sh"
+    [ -x "$COREDNS_BIN/coredns" ] || die "CoreDNS missing: run scripts/install-deps.sh"
     rm -rf "$STATE"
     mkdir -p "$STATE/logs"
     : >"$STATE/pids"
     ip netns list | awk '/^cni-/ {print $1}' | sort >"$STATE/cni-netns-before"
+    kube_chains >"$STATE/kube-chains-before"
 
     stage "cluster: network namespace $NETNS, certificates"
     create_netns
@@ -388,6 +549,11 @@ cmd_up() {
     kubeconfig controller-manager controller-manager
     kubeconfig scheduler scheduler
     kubeconfig kubelet kubelet
+    kubeconfig kube-proxy kube-proxy
+    kubeconfig coredns coredns
+    # Throwaway passwords for the stores pods reach (hex: safe in URLs).
+    POSTGRES_PASSWORD=$(openssl rand -hex 16)
+    REDIS_PASSWORD=$(openssl rand -hex 16)
     stage "cluster: etcd $ETCD_VERSION"
     start_etcd
     stage "cluster: kube-apiserver $KUBERNETES_VERSION"
@@ -398,8 +564,14 @@ cmd_up() {
     stage "cluster: containerd $(containerd --version | awk '{print $3}') + images"
     start_containerd
     import_images
+    stage "cluster: CoreDNS $COREDNS_VERSION (kube-dns Service $CLUSTER_DNS_IP)"
+    start_coredns
     stage "cluster: kubelet (node $NODE_NAME Ready)"
     start_kubelet
+    stage "cluster: kube-proxy (iptables), cluster DNS through it"
+    start_kube_proxy
+    wait_for "$CLUSTER_DNS_IP to resolve kubernetes.default.svc.$CLUSTER_DOMAIN" 30 dns_resolves ||
+        fail_with_log coredns
     stage "cluster: PostgreSQL"
     start_postgres
     stage "cluster: Redis"
@@ -437,6 +609,11 @@ pids_in_cgroup() {
     find "$1" -name cgroup.procs -exec cat {} + 2>/dev/null
 }
 
+# kube_chains: the kube-proxy chains in this network namespace's iptables.
+kube_chains() {
+    { iptables-save 2>/dev/null || true; } | awk '/^:KUBE-/ {print $1}' | sort
+}
+
 cmd_down() {
     [ -d "$STATE" ] || return 0
     # kubelet first, so it restarts nothing we stop.
@@ -469,6 +646,14 @@ cmd_down() {
             while read -r ns; do ip netns delete "$ns" 2>/dev/null || true; done
     fi
     ip netns delete "$NETNS" 2>/dev/null || true
+    # kube-proxy's rules lived in the namespace's own tables and went with it;
+    # none may have reached this machine's.
+    if [ -f "$STATE/kube-chains-before" ] && [ "$(kube_chains)" != "$(cat "$STATE/kube-chains-before")" ]; then
+        echo "error: kube-proxy chains left in the host's iptables:" >&2
+        kube_chains >&2
+        rm -rf "$STATE"
+        return 1
+    fi
     # Every process we started names the state dir in its arguments.
     local stray
     stray=$(pgrep -f -- "$STATE/" || true)

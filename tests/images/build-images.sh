@@ -4,13 +4,21 @@
 # on this machine (FROM scratch), packed as an OCI image layout archive in
 # $HUDDLE_CACHE/images/NAME.tar for `ctr images import`.
 #
-#   pause         the pod sandbox (tests/images/pause/pause.c, static)
-#   huddle-agent  the workspace agent and the browser UI it serves
-#                 (workspace-agent/Dockerfile is the equivalent build for
-#                 users with a registry)
+#   pause            the pod sandbox (tests/images/pause/pause.c, static)
+#   huddle-agent     the workspace agent, the browser UI it serves and a
+#                    shell for its terminals (workspace-agent/Dockerfile is
+#                    the equivalent build for users with a registry)
+#   huddle-operator  the operator (operator/Dockerfile)
+#   huddle-gateway   the gateway and the landing page it serves from the UI
+#                    build (gateway/Dockerfile)
 #
-# Expects `cargo build -p huddle-agent` and scripts/build-web.sh to have run; HUDDLE_CARGO_PROFILE_DIR
-# picks the profile's output folder (default: debug, what the tests build).
+# The operator and gateway images are what the Helm chart runs in the test
+# cluster (tests/chart/values/e2e.yaml, tests/e2e/tests/helm.rs).
+#
+# Expects `cargo build --workspace --bins` and scripts/build-web.sh to have run;
+# HUDDLE_CARGO_PROFILE_DIR picks the profile's output folder (default: debug,
+# what the tests build). Binaries are stripped in the images: a debug build's
+# symbols are most of its size.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 
@@ -87,11 +95,12 @@ base_rootfs() {
     chown $NONROOT:$NONROOT "$1/home/nonroot"
 }
 
-# add_binary ROOTFS BINARY DEST: copies a dynamically linked binary and the
-# shared libraries it loads (including the dynamic loader) into ROOTFS.
+# add_binary ROOTFS BINARY DEST: copies a dynamically linked binary, stripped,
+# and the shared libraries it loads (including the dynamic loader) into ROOTFS.
 add_binary() {
     local rootfs=$1 bin=$2 dest=$3
     install -D -m 0755 "$bin" "$rootfs$dest"
+    strip "$rootfs$dest"
     local lib
     for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
         install -D -m 0755 "$(readlink -f "$lib")" "$rootfs$lib"
@@ -106,26 +115,79 @@ build_pause() {
     oci_image pause huddle.local/pause:1 "$rootfs" '["/pause"]' '[]' '{}'
 }
 
+# workspace_binary NAME: the built binary NAME, or a message saying how to build it.
+workspace_binary() {
+    local bin=$CARGO_TARGET_DIR/${HUDDLE_CARGO_PROFILE_DIR:-debug}/$1
+    [ -x "$bin" ] || die "$bin missing: cargo build -p $1 first"
+    echo "$bin"
+}
+
+# add_ca_certificates ROOTFS: the trust store HTTPS clients need (the
+# distroless and Debian release images have one too).
+add_ca_certificates() {
+    install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$1/etc/ssl/certs/ca-certificates.crt"
+}
+
+# add_web ROOTFS: the browser UI build (scripts/build-web.sh) at
+# /usr/share/huddle/web, where the agent and the gateway look by default.
+add_web() {
+    local web=$HUDDLE_ROOT/web/dist
+    [ -f "$web/index.html" ] || die "$web missing: run scripts/build-web.sh first"
+    mkdir -p "$1/usr/share/huddle"
+    cp -r "$web" "$1/usr/share/huddle/web"
+}
+
 build_agent() {
-    local bin=$CARGO_TARGET_DIR/${HUDDLE_CARGO_PROFILE_DIR:-debug}/huddle-agent
-    [ -x "$bin" ] || die "$bin missing: cargo build -p huddle-agent first"
+    local bin
+    bin=$(workspace_binary huddle-agent)
     local rootfs=$WORK/agent
     base_rootfs "$rootfs"
     add_binary "$rootfs" "$bin" /usr/local/bin/huddle-agent
-    strip "$rootfs/usr/local/bin/huddle-agent"
     # CA certificates: the agent's HTTPS client (restoring a snapshot, cloning a template)
     # needs a trust store, as the Debian-based release image has.
-    install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
-    # The browser UI the agent serves (scripts/build-web.sh builds it).
-    local web=$HUDDLE_ROOT/web/dist
-    [ -f "$web/index.html" ] || die "$web missing: run scripts/build-web.sh first"
-    mkdir -p "$rootfs/usr/share/huddle"
-    cp -r "$web" "$rootfs/usr/share/huddle/web"
+    add_ca_certificates "$rootfs"
+    # The browser UI the agent serves.
+    add_web "$rootfs"
+    # A shell for the terminals (the release image has bash and the usual tools): Debian's
+    # static busybox as /bin/sh, its other programs run as `busybox NAME` (the end-to-end
+    # test starts `busybox httpd` in a terminal to serve a forwarded port).
+    [ -x /bin/busybox ] || die "/bin/busybox missing: run scripts/install-deps.sh (busybox-static)"
+    install -D -m 0755 /bin/busybox "$rootfs/bin/busybox"
+    ln -s busybox "$rootfs/bin/sh"
     mkdir -p "$rootfs/workspace"
     chown $NONROOT:$NONROOT "$rootfs/workspace"
     oci_image huddle-agent huddle.local/huddle-agent:dev "$rootfs" '["/usr/local/bin/huddle-agent"]' \
         '["HUDDLE_AGENT_ADDR=0.0.0.0:8080","HUDDLE_WORKSPACE=/workspace"]' '{"8080/tcp":{}}'
 }
 
+build_operator() {
+    local bin
+    bin=$(workspace_binary huddle-operator)
+    local rootfs=$WORK/operator
+    base_rootfs "$rootfs"
+    add_binary "$rootfs" "$bin" /usr/local/bin/huddle-operator
+    add_ca_certificates "$rootfs"
+    oci_image huddle-operator huddle.local/huddle-operator:dev "$rootfs" '["/usr/local/bin/huddle-operator"]' \
+        '["HUDDLE_METRICS_ADDR=0.0.0.0:9090"]' '{"9090/tcp":{}}'
+}
+
+build_gateway() {
+    local bin
+    bin=$(workspace_binary huddle-gateway)
+    local rootfs=$WORK/gateway
+    base_rootfs "$rootfs"
+    add_binary "$rootfs" "$bin" /usr/local/bin/huddle-gateway
+    add_ca_certificates "$rootfs"
+    # The landing page (and the rest of the build, as in gateway/Dockerfile).
+    add_web "$rootfs"
+    # The same defaults as gateway/Dockerfile: in a cluster, behind a read-only root with /tmp
+    # writable.
+    oci_image huddle-gateway huddle.local/huddle-gateway:dev "$rootfs" '["/usr/local/bin/huddle-gateway"]' \
+        '["HUDDLE_RUNTIME=kubernetes","HUDDLE_LISTEN=0.0.0.0:8000","HUDDLE_INTERNAL_LISTEN=0.0.0.0:8001","HUDDLE_DATA_DIR=/tmp/huddle","HUDDLE_UPGRADE_SOCKET=/tmp/huddle-gateway-upgrade.sock"]' \
+        '{"8000/tcp":{},"8001/tcp":{}}'
+}
+
 build_pause
 build_agent
+build_operator
+build_gateway

@@ -24,16 +24,7 @@ impl TestEnv {
     /// says how to run the tests when it is missing, rather than skipping: a test that silently
     /// does not run proves nothing.
     pub fn from_env() -> Result<Self> {
-        fn var(name: &str) -> Result<String> {
-            match std::env::var(name) {
-                Ok(value) if !value.is_empty() => Ok(value),
-                _ => bail!(
-                    "{name} is not set: end-to-end tests run inside the test cluster; use \
-                     `scripts/test`, or `tests/cluster/cluster.sh up` then \
-                     `tests/cluster/cluster.sh exec -- cargo test`"
-                ),
-            }
-        }
+        let var = Self::var;
         Ok(Self {
             kubeconfig: PathBuf::from(var("KUBECONFIG")?),
             node_name: var("HUDDLE_TEST_NODE_NAME")?,
@@ -41,6 +32,19 @@ impl TestEnv {
             redis_url: var("HUDDLE_TEST_REDIS_URL")?,
             agent_image: var("HUDDLE_TEST_AGENT_IMAGE")?,
         })
+    }
+
+    /// One more variable of the environment `cluster.sh` writes (see `tests/cluster/cluster.sh`
+    /// `write_env`), failing like [`TestEnv::from_env`] when it is missing.
+    pub fn var(name: &str) -> Result<String> {
+        match std::env::var(name) {
+            Ok(value) if !value.is_empty() => Ok(value),
+            _ => bail!(
+                "{name} is not set: end-to-end tests run inside the test cluster; use \
+                 `scripts/test`, or `tests/cluster/cluster.sh up` then \
+                 `tests/cluster/cluster.sh exec -- cargo test`"
+            ),
+        }
     }
 
     /// A Kubernetes client authenticated as the cluster admin.
