@@ -10,6 +10,7 @@ use crate::files::{self, WatchGuard, Workspace};
 use crate::room::Room;
 use crate::snapshot::{Restored, SnapshotError, read_archive};
 use crate::terminal::{TerminalConfig, TerminalSize, Terminals};
+use crate::voice::VoiceConfig;
 
 /// How long the token the agent fetches its snapshot with is valid.
 const RESTORE_TOKEN_TTL_SECS: u64 = 300;
@@ -24,6 +25,8 @@ pub struct AppState {
     pub workspace: Workspace,
     pub key: TokenKey,
     pub session_id: Arc<str>,
+    /// Voice settings; browsers read their ICE servers from `GET /voice/config`.
+    pub voice: Arc<VoiceConfig>,
     /// Keeps the disk watcher running as long as the agent serves.
     _watch: Arc<WatchGuard>,
 }
@@ -64,8 +67,17 @@ pub struct Settings {
 }
 
 impl AppState {
-    /// Opens the workspace, starts its watcher and the room. Must run inside a Tokio runtime.
+    /// Opens the workspace, starts its watcher and the room, with voice on loopback only
+    /// ([`VoiceConfig::default`]). Must run inside a Tokio runtime.
     pub async fn start(settings: Settings) -> Result<Self, StartError> {
+        Self::start_with_voice(settings, VoiceConfig::default()).await
+    }
+
+    /// Like [`AppState::start`], with the given voice settings.
+    pub async fn start_with_voice(
+        settings: Settings,
+        voice: VoiceConfig,
+    ) -> Result<Self, StartError> {
         let workspace_error = |source| StartError::Workspace {
             path: settings.workspace.clone(),
             source,
@@ -99,12 +111,14 @@ impl AppState {
             terminals,
             template,
             restored.documents,
+            voice.clone(),
         );
         Ok(Self {
             room,
             workspace,
             key: settings.key,
             session_id: settings.session_id.into(),
+            voice: Arc::new(voice),
             _watch: Arc::new(watch),
         })
     }

@@ -9,11 +9,19 @@
 //! | `HUDDLE_RESTORE_URL` | where to fetch a snapshot to restore at start (404: start fresh) | none |
 //! | `HUDDLE_PARENT_PID` | exit when this process is no longer the agent's parent (the one-machine gateway that started it died) | none |
 //! | `HUDDLE_SHELL` | the program terminals run | `$SHELL`, else `/bin/bash`, else `/bin/sh` |
+//! | `HUDDLE_ICE_SERVERS` | STUN/TURN servers for browsers, as a JSON `RTCIceServer` list | none |
+//! | `HUDDLE_VOICE_UDP_PORTS` | `FIRST-LAST` UDP ports for voice, one per person in voice | any free port |
+//! | `HUDDLE_VOICE_PUBLIC_IPS` | comma-separated public (1:1 NAT) addresses to advertise for voice | none |
+//!
+//! Voice binds its UDP sockets on the listen address's IP (loopback and every interface for
+//! `0.0.0.0`); see [`crate::voice::config`] for the details.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use huddle_crds::names;
+
+use crate::voice::{VoiceConfig, VoiceConfigError};
 
 /// The environment variable holding the listen address.
 pub const ADDR_VAR: &str = "HUDDLE_AGENT_ADDR";
@@ -38,6 +46,7 @@ pub struct Config {
     pub parent_pid: Option<u32>,
     /// The built browser UI (`web/dist`).
     pub web_dir: std::path::PathBuf,
+    pub voice: VoiceConfig,
 }
 
 /// A configuration value that could not be used.
@@ -52,6 +61,8 @@ pub enum ConfigError {
         #[source]
         source: std::net::AddrParseError,
     },
+    #[error(transparent)]
+    Voice(#[from] VoiceConfigError),
 }
 
 impl Config {
@@ -68,6 +79,7 @@ impl Config {
                 .map_err(|source| ConfigError::InvalidAddr { value, source })?,
             None => default_addr(),
         };
+        let voice = VoiceConfig::from_lookup(&lookup, addr)?;
         Ok(Self {
             addr,
             session_id: lookup("HUDDLE_SESSION_ID").unwrap_or_else(|| "local".to_owned()),
@@ -82,6 +94,7 @@ impl Config {
                 .filter(|dir| !dir.is_empty())
                 .unwrap_or_else(|| huddle_web::DEFAULT_WEB_DIR.to_owned())
                 .into(),
+            voice,
         })
     }
 }
@@ -98,14 +111,25 @@ mod tests {
     #[test]
     fn defaults_to_all_interfaces_on_the_agent_port() {
         let config = Config::from_lookup(|_| None).unwrap();
-        assert_eq!(config.addr, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(config.addr, "0.0.0.0:8080".parse::<SocketAddr>().unwrap());
     }
 
     #[test]
     fn reads_the_address_from_the_environment() {
         let config =
             Config::from_lookup(|var| (var == ADDR_VAR).then(|| "127.0.0.1:9000".into())).unwrap();
-        assert_eq!(config.addr, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(config.addr, "127.0.0.1:9000".parse::<SocketAddr>().unwrap());
+    }
+
+    #[test]
+    fn voice_binds_where_the_agent_listens_and_bad_voice_settings_are_refused() {
+        let config =
+            Config::from_lookup(|var| (var == ADDR_VAR).then(|| "127.0.0.1:9000".into())).unwrap();
+        assert_eq!(config.voice.bind_ips, vec![config.addr.ip()]);
+        let err =
+            Config::from_lookup(|var| (var == "HUDDLE_VOICE_UDP_PORTS").then(|| "lots".into()))
+                .unwrap_err();
+        assert!(err.to_string().contains("HUDDLE_VOICE_UDP_PORTS"), "{err}");
     }
 
     #[test]

@@ -9,12 +9,13 @@
 //! | `GET /ws` | the participants' WebSocket (see `ws`) |
 //! | `GET /files/{path}` | download a file (any role) |
 //! | `PUT /files/{path}` | upload a file (owner or editor), at most `TRANSFER_LIMIT` bytes |
+//! | `GET /voice/config` | `{"iceServers": [...]}`: the STUN/TURN servers the browser's voice connection uses (any role) |
 //! | `PUT /internal/restore` | restore a snapshot into this agent before anyone joined (owner token; 409 if the workspace is not empty) |
 //! | `GET /internal/snapshot` | the session's state as one tar stream (owner token; the gateway uses it before hibernating) |
 //! | `POST /internal/notice` | `{kind, message, at}` shown to everyone connected as a `notice` (owner token; the gateway's stop warnings) |
 //!
-//! File routes take the participant token as `Authorization: Bearer <token>` or `?token=`
-//! (so a download can be a plain link).
+//! File and voice routes take the participant token as `Authorization: Bearer <token>` or
+//! `?token=` (so a download can be a plain link).
 
 use axum::Router;
 use axum::body::Bytes;
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route(names::AGENT_HEALTH_PATH, get(healthz))
         .route("/ws", get(crate::ws::upgrade))
         .route("/files/{*path}", get(download).put(upload))
+        .route("/voice/config", get(voice_config))
         .route("/internal/snapshot", get(snapshot))
         .route("/internal/notice", axum::routing::post(notice))
         .route(
@@ -187,6 +189,22 @@ async fn upload(
     }
     state.workspace.write_bytes(&path, &body).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The browser's `RTCConfiguration` for voice: the ICE servers from `HUDDLE_ICE_SERVERS`.
+/// Served only to participants, as TURN credentials are in it.
+async fn voice_config(
+    State(state): State<AppState>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authenticate(&state, &headers, &query)?;
+    let body = serde_json::json!({ "iceServers": state.voice.ice_servers });
+    Ok((
+        [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        axum::Json(body),
+    )
+        .into_response())
 }
 
 /// Streams a snapshot: the room saves open documents and hands over their revisions and the

@@ -3,7 +3,7 @@
 //! It serves everything a session's participants share, over HTTP and one WebSocket per
 //! participant (axum): the room and its presence ([`room`]), OT-edited documents ([`ot`]),
 //! shared terminals ([`terminal`]), the file tree and its watcher ([`files`]), snapshot and
-//! restore ([`snapshot`]), and the browser UI (`huddle_web`). Voice comes next.
+//! restore ([`snapshot`]), voice ([`voice`], an audio SFU), and the browser UI (`huddle_web`).
 //!
 //! The binary (`src/main.rs`) reads [`config::Config`], binds, and calls [`serve`] until
 //! SIGTERM or Ctrl-C.
@@ -18,6 +18,7 @@ pub mod room;
 pub mod shutdown;
 pub mod snapshot;
 pub mod terminal;
+pub mod voice;
 pub mod ws;
 
 use std::future::Future;

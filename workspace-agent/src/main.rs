@@ -21,13 +21,16 @@ async fn main() -> anyhow::Result<()> {
             TokenKey::new(random_key()?).context("generating a key")?
         }
     };
-    let state = AppState::start(Settings {
-        session_id: config.session_id.clone(),
-        workspace: config.workspace.clone(),
-        key,
-        shell: config.shell.clone(),
-        restore: config.restore_url.clone().map(RestoreFrom::Url),
-    })
+    let state = AppState::start_with_voice(
+        Settings {
+            session_id: config.session_id.clone(),
+            workspace: config.workspace.clone(),
+            key,
+            shell: config.shell.clone(),
+            restore: config.restore_url.clone().map(RestoreFrom::Url),
+        },
+        config.voice.clone(),
+    )
     .await?;
 
     let listener = TcpListener::bind(config.addr)

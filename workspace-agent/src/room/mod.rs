@@ -25,6 +25,7 @@ use crate::files::{Content, Entry, EntryKind, FileError, FileEvent, Workspace};
 use crate::ot::{ClientId, DocError, Outcome, TextOperation};
 use crate::snapshot::{DocumentState, TerminalState};
 use crate::terminal::{TerminalConfig, TerminalError, TerminalSize, Terminals};
+use crate::voice::{self, Voice, VoiceConfig};
 use docs::OpenDoc;
 use presence::{ConnId, Joined, Presence};
 
@@ -93,7 +94,8 @@ pub struct Room {
 }
 
 impl Room {
-    /// Starts the room for `session_id` over `workspace`.
+    /// Starts the room for `session_id` over `workspace`, and its voice task.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         session_id: &str,
         key: TokenKey,
@@ -102,8 +104,10 @@ impl Room {
         terminals: Terminals,
         terminal_template: TerminalConfig,
         restored: Vec<DocumentState>,
+        voice: VoiceConfig,
     ) -> Self {
         let (commands, inbox) = mpsc::channel(1024);
+        let (voice, voice_events) = Voice::start(voice);
         let docs = restored
             .iter()
             .map(|state| (state.path.clone(), OpenDoc::restored(state)))
@@ -118,8 +122,9 @@ impl Room {
             outboxes: HashMap::new(),
             docs,
             last_checksums: Instant::now(),
+            voice,
         };
-        tokio::spawn(state.run(inbox, file_events));
+        tokio::spawn(state.run(inbox, file_events, voice_events));
         Self {
             commands,
             session_id: session_id.into(),
@@ -161,6 +166,8 @@ struct State {
     outboxes: HashMap<ConnId, mpsc::Sender<ServerMessage>>,
     docs: HashMap<String, OpenDoc>,
     last_checksums: Instant,
+    /// The voice SFU's task; it reports back through the `voice_events` the room polls.
+    voice: Voice,
 }
 
 impl State {
@@ -168,6 +175,7 @@ impl State {
         mut self,
         mut inbox: mpsc::Receiver<Command>,
         mut file_events: mpsc::Receiver<FileEvent>,
+        mut voice_events: mpsc::Receiver<voice::Event>,
     ) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -178,6 +186,7 @@ impl State {
                     None => break,
                 },
                 Some(event) = file_events.recv() => self.file_event(event).await,
+                Some(event) = voice_events.recv() => self.voice_event(event),
                 _ = tick.tick() => self.tick().await,
             }
         }
@@ -292,6 +301,7 @@ impl State {
     }
 
     fn leave(&mut self, conn: ConnId) {
+        self.voice.left(conn);
         self.outboxes.remove(&conn);
         for doc in self.docs.values_mut() {
             doc.followers.remove(&conn);
@@ -302,6 +312,18 @@ impl State {
             }
             info!(%user_id, "participant left");
             self.broadcast(ServerMessage::ParticipantLeft { user_id });
+        }
+    }
+
+    /// What the voice task reports: a message for one connection, or someone's new voice
+    /// state, kept with their presence (late joiners see it in `welcome`) and sent to everyone.
+    fn voice_event(&mut self, event: voice::Event) {
+        match event {
+            voice::Event::Send { conn, message } => self.send(conn, message),
+            voice::Event::State { user_id, voice } => {
+                self.presence.set_voice(&user_id, voice);
+                self.broadcast(ServerMessage::VoiceState { user_id, voice });
+            }
         }
     }
 
@@ -444,15 +466,13 @@ impl State {
                 self.broadcast(ServerMessage::TerminalExited { id, code: None });
                 Ok(())
             }
+            // Anyone may be in voice, viewers included: talking is not editing.
             ClientMessage::VoiceJoin
             | ClientMessage::VoiceLeave
             | ClientMessage::VoiceOffer { .. }
             | ClientMessage::VoiceAnswer { .. }
             | ClientMessage::VoiceCandidate { .. }
-            | ClientMessage::VoiceMute { .. } => Err((
-                ErrorCode::VoiceFailed,
-                "voice is not available in this agent".into(),
-            )),
+            | ClientMessage::VoiceMute { .. } => self.voice.message(conn, &user_id, message),
         }
     }
 

@@ -2,7 +2,7 @@
 //! chosen by the server, and the heartbeat clock that evicts silent connections.
 
 use huddle_protocol::Role;
-use huddle_protocol::messages::{MAX_PARTICIPANTS, Participant, ZOMBIE_AFTER_SECS};
+use huddle_protocol::messages::{MAX_PARTICIPANTS, Participant, VoiceState, ZOMBIE_AFTER_SECS};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
@@ -112,6 +112,17 @@ impl Presence {
         Some(connection.user_id)
     }
 
+    /// Records whether `user_id` is in voice and muted; false if they are not here.
+    pub fn set_voice(&mut self, user_id: &str, voice: Option<VoiceState>) -> bool {
+        match self.participants.get_mut(user_id) {
+            Some(participant) => {
+                participant.voice = voice;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Notes that a connection is alive.
     pub fn seen(&mut self, conn: ConnId, now: Instant) {
         if let Some(connection) = self.connections.get_mut(&conn) {
@@ -211,6 +222,20 @@ mod tests {
         presence.seen(2, later);
         let much_later = start + Duration::from_secs(ZOMBIE_AFTER_SECS + 1);
         assert_eq!(presence.zombies(much_later), vec![1]);
+    }
+
+    #[test]
+    fn voice_state_is_kept_with_the_participant() {
+        let mut presence = Presence::default();
+        join(&mut presence, 1, "ada").unwrap();
+        assert!(presence.set_voice("ada", Some(VoiceState { muted: true })));
+        assert_eq!(
+            presence.participants()[0].voice,
+            Some(VoiceState { muted: true })
+        );
+        assert!(presence.set_voice("ada", None));
+        assert_eq!(presence.participants()[0].voice, None);
+        assert!(!presence.set_voice("bob", None));
     }
 
     #[test]
