@@ -2,6 +2,8 @@ import { defineConfig } from "@playwright/test";
 
 // Real gateway and agents (started by tests/gateway.ts), Debian's Chromium, headless.
 const artifacts = process.env.HUDDLE_ARTIFACTS ?? "../artifacts";
+// A tone written by tests/global-setup.ts, played as every context's microphone.
+export const FAKE_AUDIO = `${artifacts}/fake-audio.wav`;
 
 export default defineConfig({
   testDir: "tests",
@@ -28,6 +30,11 @@ export default defineConfig({
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
+        // Voice: a fake microphone playing a tone, and no permission prompt.
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        `--use-file-for-fake-audio-capture=${FAKE_AUDIO}`,
+        "--autoplay-policy=no-user-gesture-required",
       ],
     },
   },

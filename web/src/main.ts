@@ -10,6 +10,7 @@ import { Terminals } from "./terminal";
 import { crc32, type ClientMessage, type ServerMessage } from "./protocol";
 import type { PendingState } from "./ot/client";
 import { showInvites } from "./invite";
+import { Voice, type VoiceStatus } from "./voice";
 
 const $ = <T extends HTMLElement>(selector: string) => document.querySelector<T>(selector)!;
 
@@ -43,6 +44,7 @@ class App {
   private readonly tree: FileTree;
   private readonly people: People;
   private readonly terminals: Terminals;
+  private readonly voice: Voice;
   private unsent = 0;
   private status: Status = "connecting";
 
@@ -67,7 +69,29 @@ class App {
       canWrite: () => this.canWrite(),
       isOwner: () => this.people.me?.role === "owner",
     });
-    this.people = new People($("#people"), (userId) => this.followChanged(userId));
+    this.voice = new Voice(
+      {
+        send: (m) => this.send(m),
+        status: (status, detail) => this.voiceStatus(status, detail),
+        speaking: (userId, speaking) => this.people.setSpeaking(userId, speaking),
+        myUserId: () => this.people.me?.user_id,
+      },
+      () => new URL("voice/config", location.href),
+      () => this.connection.me?.token,
+    );
+    this.people = new People($("#people"), (userId) => this.followChanged(userId), {
+      get: (userId) => this.voice.volume(userId),
+      set: (userId, volume) => this.voice.setVolume(userId, volume),
+    });
+    $("#voice-join").onclick = () => {
+      if (this.voice.status === "on" || this.voice.status === "joining") this.voice.leave();
+      else void this.voice.join();
+    };
+    $("#voice-mute").onclick = () => {
+      this.voice.setMuted(!this.voice.muted);
+      $("#voice-mute").textContent = this.voice.muted ? "Unmute" : "Mute";
+      $("#voice-mute").setAttribute("aria-pressed", String(this.voice.muted));
+    };
     this.terminals = new Terminals($("#terminals"), (m) => this.send(m));
     this.bindEditor();
     const saved = store.tabs();
@@ -86,6 +110,8 @@ class App {
       status: () => this.status,
       unsent: () => this.unsent,
       drop: () => this.connection.drop(),
+      voiceStats: () => this.voice.stats(),
+      voiceStatus: () => this.voice.status,
     };
     this.connection.start();
   }
@@ -126,9 +152,30 @@ class App {
     for (const doc of this.docs.values()) if (status !== "connected") doc.catchingUp = true;
   }
 
+  private voiceStatus(status: VoiceStatus, detail?: string): void {
+    const join = $("#voice-join");
+    join.textContent = status === "on" ? "Leave voice" : status === "joining" ? "Joining voice…" : "Join voice";
+    join.dataset.status = status;
+    $("#voice-mute").hidden = status !== "on" && status !== "joining";
+    if (status === "failed") {
+      console.warn("voice failed:", detail);
+      this.toast(`Voice: ${detail ?? "could not connect"}. Try again.`, "error");
+    }
+  }
+
   private onMessage(message: ServerMessage): void {
+    if (message.type.startsWith("voice_") || (message.type === "error" && message.code === "voice_failed")) {
+      if (message.type === "voice_state") this.people.setVoice(message.user_id, message.voice);
+      else void this.voice.handle(message);
+      return;
+    }
     switch (message.type) {
       case "welcome":
+        // The agent forgot our voice connection with the old socket: connect again.
+        if (this.voice.status === "on" || this.voice.status === "joining") {
+          this.voice.leave();
+          void this.voice.join();
+        }
         this.people.welcome(message.you, message.participants);
         this.tree.reset(message.tree);
         this.terminals.welcome(message.terminals, this.canWrite());

@@ -5,6 +5,7 @@ import type { Participant } from "./protocol";
 
 interface Person extends Participant {
   online: boolean;
+  speaking?: boolean;
 }
 
 export class People {
@@ -15,6 +16,7 @@ export class People {
   constructor(
     private readonly root: HTMLElement,
     private readonly onFollow: (userId: string | null) => void,
+    private readonly volume: { get(userId: string): number; set(userId: string, volume: number): void },
   ) {
     root.innerHTML = `<div class="panel-title">People</div><ul class="people"></ul>`;
   }
@@ -37,6 +39,23 @@ export class People {
     if (person) person.online = false;
     if (this.following === userId) this.follow(null);
     this.render();
+  }
+
+  /** The agent's word on someone's voice state (null: not in voice). */
+  setVoice(userId: string, voice: Participant["voice"]): void {
+    const person = this.people.get(userId);
+    if (!person) return;
+    person.voice = voice ?? null;
+    if (!voice) person.speaking = false;
+    this.render();
+  }
+
+  setSpeaking(userId: string, speaking: boolean): void {
+    const person = this.people.get(userId);
+    if (!person) return;
+    person.speaking = speaking;
+    const row = this.root.querySelector<HTMLElement>(`.person[data-user="${CSS.escape(userId)}"]`);
+    row?.classList.toggle("speaking", speaking);
   }
 
   get(userId: string): Person | undefined {
@@ -72,9 +91,26 @@ export class People {
         li.querySelector(".person-name")!.textContent = (p.name || "Guest") + (isMe ? " (you)" : "");
         li.querySelector(".role")!.textContent = p.role;
         const voice = li.querySelector<HTMLElement>(".voice")!;
-        voice.textContent = p.voice ? (p.voice.muted ? "🔇" : "🎙") : "";
-        voice.title = p.voice ? (p.voice.muted ? "muted" : "speaking allowed") : "not in voice";
-        voice.classList.toggle("speaking", Boolean(p.voice?.speaking));
+        // Words, not emoji: many machines (servers, CI) have no emoji font.
+        voice.textContent = p.voice ? (p.voice.muted ? "muted" : "voice") : "";
+        voice.title = p.voice ? (p.voice.muted ? "in voice, muted" : "in voice") : "";
+        voice.dataset.muted = String(Boolean(p.voice?.muted));
+        li.classList.toggle("in-voice", Boolean(p.voice));
+        li.classList.toggle("speaking", Boolean(p.speaking && p.voice && !p.voice.muted));
+        if (p.voice && !isMe && p.online) {
+          const slider = document.createElement("input");
+          slider.type = "range";
+          slider.min = "0";
+          slider.max = "1";
+          slider.step = "0.05";
+          slider.value = String(this.volume.get(p.user_id));
+          slider.className = "volume";
+          slider.title = `${p.name}'s volume`;
+          slider.setAttribute("aria-label", `${p.name}'s volume`);
+          slider.onclick = (e) => e.stopPropagation();
+          slider.oninput = () => this.volume.set(p.user_id, Number(slider.value));
+          li.appendChild(slider);
+        }
         li.querySelector(".state")!.textContent = p.online
           ? this.following === p.user_id
             ? "following"

@@ -22,8 +22,12 @@ export interface Participant {
   name: string;
   role: Role;
   color: string;
-  /** Voice state, once the participant is in the voice room. */
-  voice?: { muted: boolean; speaking?: boolean };
+  /** Voice state, while the participant is in the voice room. */
+  voice?: VoiceState | null;
+}
+
+export interface VoiceState {
+  muted: boolean;
 }
 
 export interface TreeEntry {
@@ -51,6 +55,7 @@ export type ErrorCode =
   | "already_exists"
   | "bad_op"
   | "resync"
+  | "voice_failed"
   | "internal";
 
 export type ClientMessage =
@@ -69,7 +74,13 @@ export type ClientMessage =
   | { type: "terminal_attach"; id: number }
   | { type: "terminal_input"; id: number; data: string }
   | { type: "terminal_resize"; id: number; cols: number; rows: number }
-  | { type: "terminal_close"; id: number };
+  | { type: "terminal_close"; id: number }
+  | { type: "voice_join" }
+  | { type: "voice_leave" }
+  | { type: "voice_offer"; sdp: string }
+  | { type: "voice_answer"; sdp: string }
+  | { type: "voice_candidate"; candidate: string; sdp_mid: string | null; sdp_mline_index: number | null }
+  | { type: "voice_mute"; muted: boolean };
 
 export type ServerMessage =
   | {
@@ -100,6 +111,10 @@ export type ServerMessage =
   | { type: "terminal_snapshot"; id: number; cols: number; rows: number; data: string }
   | { type: "terminal_output"; id: number; data: string }
   | { type: "terminal_exited"; id: number; code: number | null }
+  | { type: "voice_offer"; sdp: string }
+  | { type: "voice_answer"; sdp: string }
+  | { type: "voice_candidate"; candidate: string; sdp_mid: string | null; sdp_mline_index: number | null }
+  | { type: "voice_state"; user_id: string; voice: VoiceState | null }
   | { type: "error"; code: ErrorCode; message: string };
 
 /** CRC-32 (IEEE) of the UTF-8 bytes of `text`: the agent's document checksum. */
