@@ -802,6 +802,27 @@ async fn install_use_upgrade_uninstall(env: &TestEnv, client: &Client, ns: &str)
     drop(ada_ws);
     lap("upgraded: gateways rolled, session kept");
 
+    // ---- and a browser: Chromium opens Ada's link through the same Service, sees the text the
+    // WebSocket clients made, and types at its end; the agent has it.
+    let expected = format!("{FIRST_TEXT}{ticks}");
+    let typed = " and a browser was here";
+    browser_edit(
+        &format!("http://{DOMAIN}/s/{id}/?token={ada}"),
+        &gateway.addr.ip().to_string(),
+        &expected,
+        typed,
+    )
+    .await?;
+    let mut ada_ws = gateway.join(&id, &ada, "ada-after-browser").await?;
+    let document = open(&mut ada_ws).await?;
+    assert_eq!(
+        document["text"].as_str(),
+        Some(format!("{expected}{typed}").as_str()),
+        "the browser's edit reached the agent"
+    );
+    drop(ada_ws);
+    lap("a browser edited through the installed gateway");
+
     // ---- delete the session as its owner, then helm uninstall.
     let response = gateway
         .http
@@ -913,4 +934,40 @@ async fn namespace_contents(client: &Client, ns: &str) -> Result<BTreeSet<String
         }
     }
     Ok(found)
+}
+
+/// Runs web/tests/cluster-browser.mjs: headless Chromium (through playwright-core) opens
+/// `link`, with the domain mapped to `ip`, checks the file shows `expected`, types `typed` at its
+/// end and waits until the agent acknowledged it.
+async fn browser_edit(link: &str, ip: &str, expected: &str, typed: &str) -> Result<()> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../web/tests/cluster-browser.mjs"
+    );
+    let screenshot = artifacts_dir()?.join("ui-screens");
+    std::fs::create_dir_all(&screenshot)?;
+    let output = tokio::process::Command::new("node")
+        .arg(script)
+        .env("HUDDLE_LINK", link)
+        .env("HUDDLE_MAP", format!("{DOMAIN}={ip}"))
+        .env("HUDDLE_FILE", FILE)
+        .env("HUDDLE_EXPECT", expected)
+        .env("HUDDLE_TYPE", typed)
+        .env(
+            "HUDDLE_SCREENSHOT",
+            screenshot.join("helm-installed-browser.png"),
+        )
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), output)
+        .await
+        .context("the browser did not finish within 120 s")??;
+    ensure!(
+        output.status.success(),
+        "the browser edit failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
 }
