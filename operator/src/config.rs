@@ -59,6 +59,12 @@ pub struct Config {
     #[arg(long, env = "HUDDLE_TOKEN_KEY", hide_env_values = true)]
     pub token_key: Option<String>,
 
+    /// ICE servers for voice, as a JSON array of RTCIceServer objects (TURN URLs and their
+    /// credentials). Each session's agent gets them through its Secret (so never in a pod
+    /// spec) and hands them to the browsers; needs the master key, which makes that Secret.
+    #[arg(long, env = "HUDDLE_ICE_SERVERS", hide_env_values = true)]
+    pub ice_servers: Option<String>,
+
     /// Address of the `/metrics` and `/healthz` server.
     #[arg(long, env = "HUDDLE_METRICS_ADDR", default_value = "0.0.0.0:9090")]
     pub metrics_addr: SocketAddr,

@@ -78,7 +78,7 @@ pub async fn reconcile(session: Arc<Session>, ctx: Arc<Context>) -> Result<Actio
         apply(
             &Api::<Secret>::namespaced(ctx.client.clone(), &namespace),
             &name,
-            &resources::token_secret(&session, &master),
+            &resources::token_secret(&session, &master, ctx.config.ice_servers.as_deref()),
         )
         .await?;
     }

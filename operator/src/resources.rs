@@ -98,6 +98,20 @@ pub fn pod(session: &Session, config: &Config) -> Pod {
                 ..EnvVarSource::default()
             }),
         });
+        if config.ice_servers.is_some() {
+            env.push(EnvVar {
+                name: "HUDDLE_ICE_SERVERS".to_owned(),
+                value: None,
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: owned_name(session),
+                        key: ICE_SERVERS_SECRET_KEY.to_owned(),
+                        optional: Some(false),
+                    }),
+                    ..EnvVarSource::default()
+                }),
+            });
+        }
     }
     // The agent seeds an empty workspace from the template (git clone or inline files); the
     // spec's JSON form is what it parses. Serializing plain strings cannot fail.
@@ -302,21 +316,36 @@ pub fn volume_claim(session: &Session) -> Option<PersistentVolumeClaim> {
 /// The key in the session's Secret that holds its signing key.
 pub const TOKEN_KEY_SECRET_KEY: &str = "token-key";
 
+/// The key in the session's Secret that holds the ICE servers for voice.
+pub const ICE_SERVERS_SECRET_KEY: &str = "ice-servers";
+
 /// The session's Secret: under [`TOKEN_KEY_SECRET_KEY`], the text form of its own signing key,
 /// derived from the master key by `huddle_protocol::token::session_key`, which the gateway
 /// calls too. The pod reads it into `HUDDLE_TOKEN_KEY`; the master key never leaves the
-/// operator.
-pub fn token_secret(session: &Session, master: &huddle_protocol::token::TokenKey) -> Secret {
+/// operator. With ICE servers configured, they are under [`ICE_SERVERS_SECRET_KEY`] (TURN
+/// credentials are secrets too).
+pub fn token_secret(
+    session: &Session,
+    master: &huddle_protocol::token::TokenKey,
+    ice_servers: Option<&str>,
+) -> Secret {
     let (key, _) = huddle_protocol::token::session_key(master, &session.name_any());
+    let mut data = BTreeMap::from([(
+        TOKEN_KEY_SECRET_KEY.to_owned(),
+        ByteString(key.into_bytes()),
+    )]);
+    if let Some(servers) = ice_servers {
+        data.insert(
+            ICE_SERVERS_SECRET_KEY.to_owned(),
+            ByteString(servers.as_bytes().to_vec()),
+        );
+    }
     Secret {
         metadata: metadata(session),
         type_: Some("Opaque".to_owned()),
         // `data`, not the write-only `stringData`: what is applied is what is stored, so a
         // repeated apply changes nothing (and wakes no watch).
-        data: Some(BTreeMap::from([(
-            TOKEN_KEY_SECRET_KEY.to_owned(),
-            ByteString(key.into_bytes()),
-        )])),
+        data: Some(data),
         ..Secret::default()
     }
 }
@@ -391,7 +420,7 @@ mod tests {
             ("s1-workspace", TOKEN_KEY_SECRET_KEY)
         );
 
-        let secret = token_secret(&session, &master);
+        let secret = token_secret(&session, &master, None);
         assert_eq!(secret.metadata.name.as_deref(), Some("s1-workspace"));
         assert_eq!(secret.metadata.labels.as_ref(), Some(&labels(&session)));
         let owner = &secret.metadata.owner_references.as_ref().unwrap()[0];
@@ -406,7 +435,7 @@ mod tests {
         assert_eq!(text, huddle_protocol::token::session_key(&master, "s1").0);
         assert_ne!(text, "m".repeat(32));
         // Another session's Secret holds another key.
-        let other = token_secret(&Session::new("s2", SessionSpec::default()), &master);
+        let other = token_secret(&Session::new("s2", SessionSpec::default()), &master, None);
         assert_ne!(
             other.data.unwrap()[TOKEN_KEY_SECRET_KEY].0,
             text.into_bytes()
@@ -577,5 +606,55 @@ mod tests {
             "s1-workspace"
         );
         assert!(volume_claim(&session(SessionSpec::default())).is_none());
+    }
+
+    #[test]
+    fn ice_servers_reach_the_pod_through_its_secret_only() {
+        let session = session(SessionSpec::default());
+        let mut config = config();
+        config.token_key = Some("m".repeat(32));
+        config.ice_servers = Some(
+            r#"[{"urls":["turn:turn.example:3478"],"username":"u","credential":"c"}]"#.to_owned(),
+        );
+        let master = config.master_key().unwrap().unwrap();
+        let env = pod(&session, &config).spec.unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap();
+        let ice = env.iter().find(|e| e.name == "HUDDLE_ICE_SERVERS").unwrap();
+        assert_eq!(
+            ice.value, None,
+            "credentials never as a literal in the pod spec"
+        );
+        let selector = ice
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (selector.name.as_str(), selector.key.as_str()),
+            ("s1-workspace", ICE_SERVERS_SECRET_KEY)
+        );
+        let secret = token_secret(&session, &master, config.ice_servers.as_deref());
+        let data = secret.data.unwrap();
+        assert_eq!(
+            data[ICE_SERVERS_SECRET_KEY].0,
+            config.ice_servers.clone().unwrap().into_bytes()
+        );
+        // Without ICE servers, neither the variable nor the key.
+        let env = pod(&session, &{
+            let mut c = config.clone();
+            c.ice_servers = None;
+            c
+        })
+        .spec
+        .unwrap()
+        .containers[0]
+            .env
+            .clone()
+            .unwrap();
+        assert!(env.iter().all(|e| e.name != "HUDDLE_ICE_SERVERS"));
     }
 }

@@ -224,6 +224,7 @@ has "$(doc "$f" NetworkPolicy t-huddle-sessions)" '^            cidr: ::/0$' "IP
 has "$(doc "$f" NetworkPolicy t-huddle-turn)" '^          endPort: 49161$' "TURN relay range in its NetworkPolicy"
 has "$(doc "$f" Secret t-huddle)" '^  turn-secret: ' "TURN secret"
 has "$(doc "$f" Secret t-huddle-ice-servers)" '^  ice-servers.json: ' "ICE servers"
+has "$(doc "$f" Deployment t-huddle-operator)" '^            - name: HUDDLE_ICE_SERVERS$' "the operator hands ICE servers to sessions"
 
 stage "chart: helm template with external.yaml, single.yaml and test-cluster.yaml"
 render external -f "$TESTS/values/external.yaml"
