@@ -65,12 +65,38 @@ pub struct Config {
     #[arg(long, env = "HUDDLE_ICE_SERVERS", hide_env_values = true)]
     pub ice_servers: Option<String>,
 
+    /// The shared secret of a TURN server run with coturn's `--use-auth-secret`: every TURN
+    /// server in the ICE servers that has no credentials gets time-limited ones for the session
+    /// (see `turn`). The secret itself never reaches a session.
+    #[arg(long, env = "HUDDLE_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+
     /// Address of the `/metrics` and `/healthz` server.
     #[arg(long, env = "HUDDLE_METRICS_ADDR", default_value = "0.0.0.0:9090")]
     pub metrics_addr: SocketAddr,
 }
 
 impl Config {
+    /// The ICE servers for one session's agent: as configured, with TURN credentials for that
+    /// session when a TURN secret is set. Malformed JSON is passed on as it is (and logged): the
+    /// browser then reports what it cannot use.
+    pub fn ice_servers_for(&self, session: &str) -> Option<String> {
+        let servers = self.ice_servers.as_deref()?;
+        let Some(secret) = self.turn_secret.as_deref() else {
+            return Some(servers.to_owned());
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        match crate::turn::with_credentials(servers, secret, session, now) {
+            Ok(servers) => Some(servers),
+            Err(error) => {
+                tracing::warn!(%error, "HUDDLE_ICE_SERVERS: no TURN credentials added");
+                Some(servers.to_owned())
+            }
+        }
+    }
+
     /// The URL participants open for session `name`.
     pub fn session_url(&self, name: &str) -> String {
         let base = self.public_url.as_str().trim_end_matches('/');

@@ -11,6 +11,7 @@ mod metrics;
 mod reconcile;
 mod resources;
 mod status;
+mod turn;
 
 use anyhow::Context as _;
 use clap::Parser as _;

@@ -78,7 +78,11 @@ pub async fn reconcile(session: Arc<Session>, ctx: Arc<Context>) -> Result<Actio
         apply(
             &Api::<Secret>::namespaced(ctx.client.clone(), &namespace),
             &name,
-            &resources::token_secret(&session, &master, ctx.config.ice_servers.as_deref()),
+            &resources::token_secret(
+                &session,
+                &master,
+                ctx.config.ice_servers_for(&session.name_any()).as_deref(),
+            ),
         )
         .await?;
     }

@@ -225,6 +225,7 @@ has "$(doc "$f" NetworkPolicy t-huddle-turn)" '^          endPort: 49161$' "TURN
 has "$(doc "$f" Secret t-huddle)" '^  turn-secret: ' "TURN secret"
 has "$(doc "$f" Secret t-huddle-ice-servers)" '^  ice-servers.json: ' "ICE servers"
 has "$(doc "$f" Deployment t-huddle-operator)" '^            - name: HUDDLE_ICE_SERVERS$' "the operator hands ICE servers to sessions"
+has "$(doc "$f" Deployment t-huddle-operator)" '^            - name: HUDDLE_TURN_SECRET$' "the operator mints TURN credentials"
 
 stage "chart: helm template with external.yaml, single.yaml and test-cluster.yaml"
 render external -f "$TESTS/values/external.yaml"
