@@ -274,7 +274,19 @@ impl Store {
             .fetch_all(pool)
             .await?
         });
-        rows.into_iter().map(Session::try_from).collect()
+        let mut sessions = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id = row.id.clone();
+            match Session::try_from(row) {
+                Ok(session) => sessions.push(session),
+                // One row that cannot be read (say, written by an older version) must not stop
+                // the idle sweep, which lists sessions, for every other session.
+                Err(error) => {
+                    tracing::warn!(session = %id, %error, "skipping a stored session that cannot be read")
+                }
+            }
+        }
+        Ok(sessions)
     }
 
     /// Records the session's desired state.

@@ -157,6 +157,7 @@ on_both_databases!(
     incomplete_or_corrupt_snapshots_are_never_returned,
     audit_events_newest_first,
     ports_and_visibility,
+    an_unreadable_row_does_not_hide_the_others,
 );
 
 const T0: Timestamp = Timestamp::from_unix_millis(1_700_000_000_000);
@@ -719,4 +720,30 @@ async fn ports_and_visibility(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(db.store.ports(&session.id).await.unwrap().len(), 1);
+}
+
+async fn an_unreadable_row_does_not_hide_the_others(db: &TestDb) {
+    let store = &db.store;
+    let good = store.create_session(new_session("ada")).await.unwrap();
+    // An id in a format this version no longer reads (ids used to be able to start with a
+    // digit), as an older gateway could have stored it.
+    on_pool!(store, pool => {
+        sqlx::query(
+            "INSERT INTO sessions (id, namespace, owner_name, state, created_at, last_activity_at, \
+             idle_timeout_seconds) VALUES ($1, 'huddle-test', 'old', 'running', $2, $2, 900)",
+        )
+        .bind("42h26jxqubxe7e6erblkdccbka")
+        .bind(T0.as_unix_millis())
+        .execute(pool)
+        .await
+        .unwrap();
+    });
+    let listed: Vec<SessionId> = store
+        .list_sessions()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(listed, vec![good.id]);
 }

@@ -146,7 +146,7 @@ pub struct Session {
 
 #[derive(Debug, sqlx::FromRow)]
 pub(super) struct SessionRow {
-    id: String,
+    pub(super) id: String,
     namespace: String,
     owner_name: String,
     state: String,
