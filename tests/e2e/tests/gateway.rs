@@ -3,9 +3,9 @@
 //! the gateway. Replicas share the cluster's Redis and PostgreSQL.
 
 use anyhow::{Context as _, Result, ensure};
-use futures::{SinkExt as _, StreamExt as _};
 use huddle_crds::names;
 use huddle_crds::session::{Session, SessionState};
+use huddle_e2e::agent_ws::{self, Ws, send};
 use huddle_test_harness::{
     Process, TestEnv, TestNamespace, free_local_addr, install_crd, poll_until,
 };
@@ -14,17 +14,11 @@ use kube::Api;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 const DOMAIN: &str = "huddle.test";
 const ADMIN: &str = "e2e-admin-token-0123456789abcdef";
 const MASTER_KEY: &str = "e2e-master-key-0123456789abcdef0123456789";
 const READY: Duration = Duration::from_secs(120);
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 struct Cluster {
     env: TestEnv,
@@ -209,58 +203,17 @@ impl GatewayProcess {
         .with_context(|| self.process.log_tail(30))
     }
 
-    /// Joins through this gateway. pingora 0.9.1 sometimes cuts an upgraded connection right
-    /// after its `101` (cloudflare/pingora#946); like a browser, this reconnects, at most twice
-    /// and only when the socket died before the welcome.
+    /// Joins through this gateway (reconnecting when pingora cuts the socket right after its
+    /// `101`, see `agent_ws::join`).
     async fn join(&self, id: &str, token: &str, client_id: &str) -> Result<Ws> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut request =
-                format!("ws://{}/s/{id}/ws?token={token}", self.addr).into_client_request()?;
-            request
-                .headers_mut()
-                .insert("host", format!("{DOMAIN}:{}", self.addr.port()).parse()?);
-            let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
-            send(
-                &mut ws,
-                json!({"type": "join", "version": 1, "token": token, "client_id": client_id}),
-            )
-            .await?;
-            match recv(&mut ws, "welcome").await {
-                Ok(_) => return Ok(ws),
-                Err(error) if attempt < 3 && format!("{error:#}").contains("Reset") => {
-                    eprintln!("join attempt {attempt} cut after the upgrade ({error:#}); retrying");
-                }
-                Err(error) => return Err(error),
-            }
-        }
+        let host = format!("{DOMAIN}:{}", self.addr.port());
+        agent_ws::join(self.addr, &host, id, token, client_id).await
     }
 }
 
-async fn send(ws: &mut Ws, value: Value) -> Result<()> {
-    ws.send(Message::Text(value.to_string().into())).await?;
-    Ok(())
-}
-
+/// The next message of type `kind`, within 30 s.
 async fn recv(ws: &mut Ws, kind: &str) -> Result<Value> {
-    tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(text))) => {
-                    let value: Value = serde_json::from_str(&text)?;
-                    if value["type"] == kind {
-                        return Ok(value);
-                    }
-                    ensure!(value["type"] != "error", "the agent answered {value}");
-                }
-                Some(Ok(_)) => {}
-                other => anyhow::bail!("the WebSocket ended: {other:?}"),
-            }
-        }
-    })
-    .await
-    .with_context(|| format!("no {kind:?}"))?
+    agent_ws::recv(ws, kind, Duration::from_secs(30)).await
 }
 
 #[tokio::test]

@@ -8,9 +8,9 @@
 //! `helm uninstall` leaves only what is meant to stay.
 
 use anyhow::{Context as _, Result, bail, ensure};
-use futures::{SinkExt as _, StreamExt as _};
 use huddle_crds::names;
 use huddle_crds::session::{Session, SessionPhase, SessionState};
+use huddle_e2e::agent_ws::{self, Ws, recv, recv_where, send};
 use huddle_test_harness::{TestEnv, TestNamespace, artifacts_dir, poll_until};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
@@ -24,10 +24,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../charts/huddle");
 const VALUES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../chart/values/e2e.yaml");
@@ -45,8 +41,6 @@ const FIRST_TEXT: &str = "written by Ada\n";
 /// Port declared on the session, served by `busybox httpd` started in its terminal.
 const PORT: u16 = 3000;
 const READY: Duration = Duration::from_secs(120);
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// The `helm` client of the test cluster, with its own state folders.
 struct Helm {
@@ -165,67 +159,11 @@ impl Gateway {
         .await
     }
 
-    /// Joins the session's agent over a WebSocket through the gateway. pingora 0.9.1 sometimes
-    /// cuts an upgraded connection right after its `101` (cloudflare/pingora#946); like a
-    /// browser, this reconnects when the socket died before the welcome.
+    /// Joins the session's agent over a WebSocket through the gateway (reconnecting when
+    /// pingora cuts the socket right after its `101`, see `agent_ws::join`).
     async fn join(&self, id: &str, token: &str, client_id: &str) -> Result<Ws> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut request =
-                format!("ws://{}/s/{id}/ws?token={token}", self.addr).into_client_request()?;
-            request.headers_mut().insert("host", DOMAIN.parse()?);
-            let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
-            send(
-                &mut ws,
-                json!({"type": "join", "version": 1, "token": token, "client_id": client_id}),
-            )
-            .await?;
-            match recv(&mut ws, "welcome", Duration::from_secs(30)).await {
-                Ok(_) => return Ok(ws),
-                Err(error) if attempt < 3 && format!("{error:#}").contains("Reset") => {
-                    eprintln!("join attempt {attempt} cut after the upgrade ({error:#}); retrying");
-                }
-                Err(error) => return Err(error),
-            }
-        }
+        agent_ws::join(self.addr, DOMAIN, id, token, client_id).await
     }
-}
-
-async fn send(ws: &mut Ws, value: Value) -> Result<()> {
-    ws.send(Message::Text(value.to_string().into())).await?;
-    Ok(())
-}
-
-/// The next message of type `kind` (others are skipped; an `error` fails).
-async fn recv(ws: &mut Ws, kind: &str, timeout: Duration) -> Result<Value> {
-    recv_where(ws, kind, timeout, |_| true).await
-}
-
-/// The next message of type `kind` that `matches`.
-async fn recv_where(
-    ws: &mut Ws,
-    kind: &str,
-    timeout: Duration,
-    matches: impl Fn(&Value) -> bool,
-) -> Result<Value> {
-    tokio::time::timeout(timeout, async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(text))) => {
-                    let value: Value = serde_json::from_str(&text)?;
-                    if value["type"] == kind && matches(&value) {
-                        return Ok(value);
-                    }
-                    ensure!(value["type"] != "error", "the agent answered {value}");
-                }
-                Some(Ok(_)) => {}
-                other => bail!("the WebSocket ended: {other:?}"),
-            }
-        }
-    })
-    .await
-    .with_context(|| format!("no {kind:?} within {timeout:?}"))?
 }
 
 /// Opens `FILE` and returns its `document`.
