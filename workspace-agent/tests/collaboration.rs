@@ -1,6 +1,9 @@
 //! The agent as participants meet it: a real server on loopback, real WebSocket clients, a
 //! real PTY running /bin/sh, a real temporary workspace on disk.
 
+#[allow(dead_code)]
+mod support;
+
 use anyhow::{Context as _, Result, bail, ensure};
 use base64::Engine as _;
 use futures::{SinkExt as _, StreamExt as _};
@@ -58,14 +61,10 @@ async fn start_agent_keyed(
         restore,
     })
     .await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(huddle_agent::serve(
-        listener,
-        huddle_agent::http::router(state),
-        std::future::pending(),
-    ));
-    Ok(Agent { addr, dir })
+    Ok(Agent {
+        addr: support::serve(state).await?,
+        dir,
+    })
 }
 
 fn token(name: &str, role: Role) -> String {

@@ -130,7 +130,7 @@ pub async fn connect(
         {
             continue;
         }
-        match build(addrs, Arc::clone(&handler)).await {
+        match audio_peer_connection(addrs, Arc::clone(&handler)).await {
             Ok(pc) => {
                 ports.take(port);
                 return Ok((pc, port));
@@ -144,7 +144,9 @@ pub async fn connect(
     Err(VoiceError::NoPort)
 }
 
-async fn build(
+/// A voice peer connection on `addrs`: Opus only, RTCP reports, no mDNS. The agent's side of
+/// every participant's connection, and what the tests' clients use as a browser stand-in.
+pub async fn audio_peer_connection(
     addrs: Vec<SocketAddr>,
     handler: Arc<dyn PeerConnectionEventHandler>,
 ) -> Result<Arc<dyn PeerConnection>, webrtc::error::Error> {

@@ -4,12 +4,9 @@
 
 use anyhow::Result;
 use bytes::{BufMut as _, Bytes, BytesMut};
-use rtc::ice::mdns::MulticastDnsMode;
-use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RtpCodecKind,
+    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -21,10 +18,7 @@ use webrtc::media_stream::MediaStreamTrack;
 use webrtc::media_stream::track_local::TrackLocal as _;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
-use webrtc::peer_connection::{
-    MediaEngine, PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler,
-    RTCConfigurationBuilder, Registry, SettingEngineBuilder, configure_rtcp_reports,
-};
+use webrtc::peer_connection::{PeerConnection, PeerConnectionEventHandler};
 use webrtc::rtp_transceiver::RtpSender;
 
 /// One packet per 20 ms frame.
@@ -61,43 +55,15 @@ pub fn parse(payload: &[u8]) -> Option<(u8, u32, u64)> {
     Some((payload[0], seq, sent))
 }
 
-pub fn opus() -> RTCRtpCodec {
-    RTCRtpCodec {
-        mime_type: MIME_TYPE_OPUS.to_owned(),
-        clock_rate: 48_000,
-        channels: 2,
-        sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-        rtcp_feedback: Vec::new(),
-    }
-}
+pub use huddle_agent::voice::opus;
 
-/// A peer connection as a browser would make it for voice: Opus, on 127.0.0.1.
+/// A peer connection as a browser would make it for voice (Opus, RTCP reports), on 127.0.0.1:
+/// the agent's own voice connection setup.
 pub async fn peer_connection(
     handler: Arc<dyn PeerConnectionEventHandler>,
 ) -> Result<Arc<dyn PeerConnection>> {
-    let mut media_engine = MediaEngine::default();
-    media_engine.register_codec(
-        RTCRtpCodecParameters {
-            rtp_codec: opus(),
-            payload_type: 111,
-        },
-        RtpCodecKind::Audio,
-    )?;
-    let registry = configure_rtcp_reports(Registry::new());
-    let settings = SettingEngineBuilder::new()
-        .with_multicast_dns_mode(MulticastDnsMode::Disabled)
-        .build();
     let addr: SocketAddr = "127.0.0.1:0".parse()?;
-    let pc = PeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_media_engine(media_engine)
-        .with_interceptor_registry(registry)
-        .with_setting_engine(settings)
-        .with_handler(handler)
-        .with_udp_addrs(vec![addr])
-        .build()
-        .await?;
-    Ok(Arc::new(pc))
+    Ok(huddle_agent::voice::audio_peer_connection(vec![addr], handler).await?)
 }
 
 /// A microphone track: add it to a connection, then [`Mic::start`] it.

@@ -1,5 +1,5 @@
-//! Shared by the voice tests (`tests/voice.rs`) and the voice benchmark
-//! (`benches/voice_sfu.rs`): a real agent on loopback, signed participant tokens, and a Rust
+//! Shared by the agent's tests (`tests/voice.rs`, `tests/collaboration.rs`) and the voice
+//! benchmark (`benches/voice_sfu.rs`): a real agent on loopback, signed participant tokens, and a Rust
 //! WebRTC client that joins voice over the agent's WebSocket the way the browser does.
 //!
 //! Each user of this module uses part of it, hence `#[allow(dead_code)]` where it is declared.
@@ -47,6 +47,15 @@ pub async fn start_agent(voice: VoiceConfig) -> Result<Agent> {
         voice,
     )
     .await?;
+    Ok(Agent {
+        addr: serve(state).await?,
+        _dir: Some(dir),
+    })
+}
+
+/// Serves the agent's routes for `state` on a fresh 127.0.0.1 port, in the background, until
+/// the test process ends; returns the address.
+pub async fn serve(state: AppState) -> Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(huddle_agent::serve(
@@ -54,10 +63,7 @@ pub async fn start_agent(voice: VoiceConfig) -> Result<Agent> {
         huddle_agent::http::router(state),
         std::future::pending(),
     ));
-    Ok(Agent {
-        addr,
-        _dir: Some(dir),
-    })
+    Ok(addr)
 }
 
 /// Sends the agent's and webrtc's logs to the test output when `RUST_LOG` is set.
