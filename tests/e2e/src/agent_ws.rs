@@ -1,5 +1,5 @@
 //! A participant's WebSocket to a session's agent, reached through a gateway: join, send, and
-//! wait for a message of a given type.
+//! wait for a message of a given type; and whether the agent answers at all.
 
 use anyhow::{Context as _, Result, bail, ensure};
 use futures::{SinkExt as _, StreamExt as _};
@@ -15,6 +15,19 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long a join may wait for its welcome.
 const WELCOME: Duration = Duration::from_secs(30);
+
+/// Whether `response` (to `GET /s/<id>/version` through a gateway) is the agent's banner: the
+/// session's agent is up and reached.
+pub async fn is_agent_banner(response: reqwest::Result<reqwest::Response>) -> bool {
+    match response {
+        Ok(r) if r.status() == 200 => r
+            .text()
+            .await
+            .unwrap_or_default()
+            .starts_with("huddle-agent"),
+        _ => false,
+    }
+}
 
 /// Joins session `id` through the gateway at `addr`, sending `host` as the Host header.
 ///

@@ -145,15 +145,7 @@ impl Gateway {
                     .bearer_auth(token)
                     .send()
                     .await;
-                Ok(match response {
-                    Ok(r) if r.status() == 200 => r
-                        .text()
-                        .await
-                        .unwrap_or_default()
-                        .starts_with("huddle-agent")
-                        .then_some(()),
-                    _ => None,
-                })
+                Ok(agent_ws::is_agent_banner(response).await.then_some(()))
             },
         )
         .await
