@@ -67,7 +67,6 @@ class App {
       openFile: (path) => this.openFile(path),
       download: (path) => void this.download(path),
       canWrite: () => this.canWrite(),
-      isOwner: () => this.people.me?.role === "owner",
     });
     this.voice = new Voice(
       {

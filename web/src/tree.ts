@@ -9,7 +9,6 @@ export interface TreeHost {
   openFile(path: string): void;
   download(path: string): void;
   canWrite(): boolean;
-  isOwner(): boolean;
 }
 
 export class FileTree {

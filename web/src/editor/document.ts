@@ -31,7 +31,8 @@ export class SharedDocument {
   private applyingRemote = false;
   private readonly listener: IDisposable;
   private cursors = new Map<string, RemoteCursor>();
-  private decorations: MonacoEditor.IEditorDecorationsCollection | null = null;
+  /** Ids of the remote-cursor decorations on the model (shown by any editor displaying it). */
+  private decorationIds: string[] = [];
   /** Set after a reconnect until the catch-up ends: ops then go out only after it. */
   catchingUp = false;
   /** Whether the current in-flight op went out on this connection. */
@@ -57,7 +58,7 @@ export class SharedDocument {
 
   dispose(): void {
     this.listener.dispose();
-    this.decorations?.clear();
+    this.model.deltaDecorations(this.decorationIds, []);
     this.model.dispose();
   }
 
@@ -227,12 +228,7 @@ export class SharedDocument {
         });
       }
     }
-    this.decorationsFor().set(decorations);
-  }
-
-  private decorationsFor(): MonacoEditor.IEditorDecorationsCollection {
-    if (!this.decorations) this.decorations = new ModelDecorations(this.model);
-    return this.decorations;
+    this.decorationIds = this.model.deltaDecorations(this.decorationIds, decorations);
   }
 
   /** Our selection, as the protocol's line/column in code points. */
@@ -250,38 +246,6 @@ export class SharedDocument {
       rev: this.client.rev,
       ranges: selections.slice(0, 100).map((s) => ({ anchor: pos(s.anchor), head: pos(s.head) })),
     };
-  }
-}
-
-/** Decorations on a model without an editor attached: Monaco shows model decorations in
- * whichever editor displays the model. */
-class ModelDecorations implements MonacoEditor.IEditorDecorationsCollection {
-  private ids: string[] = [];
-  onDidChange = (() => ({ dispose() {} })) as unknown as MonacoEditor.IEditorDecorationsCollection["onDidChange"];
-  constructor(private readonly model: MonacoEditor.ITextModel) {}
-  get length(): number {
-    return this.ids.length;
-  }
-  getRange(index: number) {
-    return this.model.getDecorationRange(this.ids[index]);
-  }
-  getRanges() {
-    return this.ids.map((id) => this.model.getDecorationRange(id)).filter((r) => r !== null);
-  }
-  has(decoration: MonacoEditor.IModelDecoration): boolean {
-    return this.ids.includes(decoration.id);
-  }
-  set(decorations: readonly MonacoEditor.IModelDeltaDecoration[]): string[] {
-    this.ids = this.model.deltaDecorations(this.ids, decorations as MonacoEditor.IModelDeltaDecoration[]);
-    return this.ids;
-  }
-  append(decorations: readonly MonacoEditor.IModelDeltaDecoration[]): string[] {
-    const added = this.model.deltaDecorations([], decorations as MonacoEditor.IModelDeltaDecoration[]);
-    this.ids.push(...added);
-    return added;
-  }
-  clear(): void {
-    this.ids = this.model.deltaDecorations(this.ids, []);
   }
 }
 
