@@ -29,4 +29,5 @@ pub mod route;
 pub mod runtime;
 pub mod sessions;
 pub mod store;
+pub mod tunnel;
 pub mod watch;

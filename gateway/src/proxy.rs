@@ -2,13 +2,14 @@
 //!
 //! - `request_filter` decides the route, checks who is asking, finds the session and either
 //!   answers itself (health, redirects, sign-in, "waking up", errors) or picks the upstream.
+//!   WebSocket upgrades are then relayed by [`crate::tunnel`], not by pingora's proxy loop.
 //! - `upstream_peer` connects to that upstream; a connection refused by a stale address drops
 //!   the cached view and tries once more with a fresh one (`fail_to_connect`).
 //! - `upstream_request_filter` rewrites the path and strips the gateway's own cookies.
 //! - `request_body_filter` counts activity and enforces the body limit.
 //! - `response_filter` adds security headers.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +30,7 @@ use crate::route::{Route, classify};
 use crate::runtime::Phase;
 use crate::sessions::Sessions;
 use crate::store::{NewParticipant, SessionId, Timestamp, Visibility};
+use crate::tunnel;
 
 /// Path on a port host that turns a grant into that host's cookie.
 pub const PORT_AUTH_PATH: &str = "/_huddle/port-auth";
@@ -520,51 +522,16 @@ impl Gateway {
             }
         }
     }
-}
 
-fn unauthorized(message: &str) -> Reply {
-    Reply::page(401, pages::error("Not signed in", message))
-}
-
-fn not_found() -> Reply {
-    Reply::page(
-        404,
-        pages::error(
-            "No such session",
-            "This session does not exist, or it was deleted.",
-        ),
-    )
-}
-
-fn unavailable(message: &str) -> Reply {
-    Reply::page(503, pages::error("Unavailable", message)).with("retry-after", "2".into())
-}
-
-fn waking(phase: &Phase) -> Reply {
-    Reply::page(503, pages::waking(crate::api::phase_message(phase)))
-        .with("retry-after", "2".into())
-}
-
-#[async_trait]
-impl ProxyHttp for Gateway {
-    type CTX = Ctx;
-
-    fn new_ctx(&self) -> Ctx {
-        Ctx::default()
-    }
-
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        if session.is_upgrade_req() {
-            // pingora stops reading a quiet client after 60 s; a WebSocket may rightly be quiet
-            // for much longer (a forwarded app's socket, an idle terminal).
-            session.set_read_timeout(None);
-        }
+    /// Answers the request itself (`true`) or picks its upstream in `ctx` (`false`).
+    async fn route_request(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        route: Route,
+        declared_length: Option<u64>,
+    ) -> Result<bool> {
         let req = session.req_header();
-        let route = classify(&self.domain, host(req), req.uri.path());
-        ctx.route = Some(route.clone());
-        ctx.body_limit = self.max_body_bytes;
-        let declared_length = header(req, "content-length").and_then(|v| v.parse::<u64>().ok());
-
         match route {
             Route::Health => {
                 let reply = Reply {
@@ -630,65 +597,43 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        if ctx.retried && ctx.upstream.is_none() {
-            // The first address was stale: look the session up again, once.
-            if let Some(id) = ctx.active_session.clone() {
-                let view = self.sessions.fresh_view(&id).await.ok().flatten();
-                ctx.upstream = match (&ctx.route, view) {
-                    (Some(Route::Port { port, .. }), Some(view)) => view.port_addr(*port),
-                    (_, Some(view)) if view.phase == Phase::Ready => view.agent,
-                    _ => None,
-                };
-            }
+    /// The upstream after the first address was stale: the session looked up again, once.
+    async fn fresh_upstream(&self, ctx: &Ctx) -> Option<SocketAddr> {
+        let id = ctx.active_session.as_ref()?;
+        let view = self.sessions.fresh_view(id).await.ok().flatten()?;
+        match &ctx.route {
+            Some(Route::Port { port, .. }) => view.port_addr(*port),
+            _ if view.phase == Phase::Ready => view.agent,
+            _ => None,
         }
-        let upstream = ctx.upstream.ok_or_else(|| {
-            Error::explain(ErrorType::HTTPStatus(502), "the session is not reachable")
-        })?;
-        let mut peer = HttpPeer::new(upstream, false, String::new());
-        peer.options.connection_timeout = Some(Duration::from_secs(5));
-        if let Some((id, port)) = &ctx.revocable_port {
-            let (connector, registration) = self.revocable.connector(id, *port);
-            peer.options.custom_l4 = Some(Arc::new(connector));
-            // Its own pool group: a pooled connection would bypass the connector.
-            let mut group = [0u8; 8];
-            let _ = getrandom::fill(&mut group);
-            peer.group_key = u64::from_le_bytes(group);
-            ctx._registration = Some(registration);
-        }
-        Ok(Box::new(peer))
     }
 
-    fn fail_to_connect(
-        &self,
-        _session: &mut Session,
-        _peer: &HttpPeer,
-        ctx: &mut Ctx,
-        mut error: Box<Error>,
-    ) -> Box<Error> {
-        if !ctx.retried
+    /// Whether a failed connection may be retried with a fresh lookup (the address was from a
+    /// session, not the gateway's own server); marks the retry as taken.
+    fn take_retry(&self, ctx: &mut Ctx) -> bool {
+        let retry = !ctx.retried
             && ctx.active_session.is_some()
-            && !matches!(ctx.route, Some(Route::Internal))
-        {
+            && !matches!(ctx.route, Some(Route::Internal));
+        if retry {
             if let Some(id) = &ctx.active_session {
-                tracing::info!(session = %id, %error, "stale session address; looking it up again");
                 self.sessions.forget(id);
             }
             ctx.retried = true;
             ctx.upstream = None;
-            error.set_retry(true);
         }
-        error
+        retry
     }
 
-    async fn upstream_request_filter(
+    /// The request as the upstream gets it: forwarded-for headers, the rewritten path, the
+    /// gateway's cookies removed and the participant's token as a bearer token.
+    fn rewrite_upstream_request(
         &self,
-        session: &mut Session,
+        client: Option<IpAddr>,
         upstream: &mut RequestHeader,
-        ctx: &mut Ctx,
+        ctx: &Ctx,
     ) -> Result<()> {
-        if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
-            upstream.insert_header("x-forwarded-for", client.ip().to_string())?;
+        if let Some(client) = client {
+            upstream.insert_header("x-forwarded-for", client.to_string())?;
         }
         upstream.insert_header("x-forwarded-proto", self.public_url.scheme())?;
         if let Some(path) = &ctx.upstream_path {
@@ -722,6 +667,195 @@ impl ProxyHttp for Gateway {
             upstream.insert_header("authorization", format!("Bearer {token}"))?;
         }
         Ok(())
+    }
+
+    /// Relays a routed WebSocket upgrade (see [`crate::tunnel`]) until either side ends.
+    async fn tunnel(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        let mut request = session.req_header().clone();
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        self.rewrite_upstream_request(client, &mut request, ctx)?;
+        let mut upstream = loop {
+            let Some(addr) = ctx.upstream else {
+                return self
+                    .bad_gateway(session, "the session is not reachable")
+                    .await;
+            };
+            match tunnel::connect(addr).await {
+                Ok(stream) => break stream,
+                Err(error) if self.take_retry(ctx) => {
+                    tracing::info!(session = ?ctx.active_session, %error, "stale session address; looking it up again");
+                    ctx.upstream = self.fresh_upstream(ctx).await;
+                }
+                Err(error) => return self.bad_gateway(session, &error.to_string()).await,
+            }
+        };
+        if let Some((id, port)) = &ctx.revocable_port {
+            match self.revocable.register(id, *port, &upstream) {
+                Ok(registration) => ctx._registration = Some(registration),
+                Err(error) => return self.bad_gateway(session, &error.to_string()).await,
+            }
+        }
+        let mut answer = match tunnel::handshake(&mut upstream, &request).await {
+            Ok(answer) => answer,
+            Err(error) => return self.bad_gateway(session, &error.to_string()).await,
+        };
+        if !answer.switched() {
+            // Refused: relay the answer as a plain response with a known length.
+            let body = tunnel::refusal_body(&mut upstream, &mut answer).await;
+            let mut response =
+                std::mem::replace(&mut answer.response, ResponseHeader::build(502, None)?);
+            for framing in ["transfer-encoding", "content-length", "connection"] {
+                response.remove_header(framing);
+            }
+            response.insert_header("content-length", body.len().to_string())?;
+            self.security_headers(&mut response, false)?;
+            session
+                .write_response_header(Box::new(response), body.is_empty())
+                .await?;
+            if !body.is_empty() {
+                session.write_response_body(Some(body), true).await?;
+            }
+            return Ok(());
+        }
+        let mut response =
+            std::mem::replace(&mut answer.response, ResponseHeader::build(101, None)?);
+        self.security_headers(&mut response, false)?;
+        session
+            .write_response_header(Box::new(response), false)
+            .await?;
+        let activity = self.sessions.activity.clone();
+        let id = ctx.active_session.clone();
+        let last_touch = std::cell::Cell::new(None::<std::time::Instant>);
+        tunnel::relay(session, upstream, answer.rest, move || {
+            // A participant's message (an edit, a keystroke, a heartbeat) is activity; once a
+            // second is plenty for an idle clock counted in minutes.
+            let now = std::time::Instant::now();
+            if last_touch
+                .get()
+                .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+                && let Some(id) = &id
+            {
+                last_touch.set(Some(now));
+                activity.touch(id);
+            }
+        })
+        .await
+    }
+
+    async fn bad_gateway(&self, session: &mut Session, why: &str) -> Result<()> {
+        tracing::warn!(error = why, "WebSocket not relayed");
+        let page = pages::error("Bad gateway", "The session did not accept the connection.");
+        self.reply(session, Reply::page(502, page))
+            .await
+            .map(|_| ())
+    }
+}
+
+fn unauthorized(message: &str) -> Reply {
+    Reply::page(401, pages::error("Not signed in", message))
+}
+
+fn not_found() -> Reply {
+    Reply::page(
+        404,
+        pages::error(
+            "No such session",
+            "This session does not exist, or it was deleted.",
+        ),
+    )
+}
+
+fn unavailable(message: &str) -> Reply {
+    Reply::page(503, pages::error("Unavailable", message)).with("retry-after", "2".into())
+}
+
+fn waking(phase: &Phase) -> Reply {
+    Reply::page(503, pages::waking(crate::api::phase_message(phase)))
+        .with("retry-after", "2".into())
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if session.is_upgrade_req() {
+            // pingora stops reading a quiet client after 60 s; a WebSocket may rightly be quiet
+            // for much longer (a forwarded app's socket, an idle terminal).
+            session.set_read_timeout(None);
+        }
+        let req = session.req_header();
+        let route = classify(&self.domain, host(req), req.uri.path());
+        ctx.route = Some(route.clone());
+        ctx.body_limit = self.max_body_bytes;
+        let declared_length = header(req, "content-length").and_then(|v| v.parse::<u64>().ok());
+
+        let answered = self
+            .route_request(session, ctx, route, declared_length)
+            .await?;
+        if answered {
+            return Ok(true);
+        }
+        if tunnel::is_websocket(session) {
+            self.tunnel(session, ctx).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        if ctx.retried && ctx.upstream.is_none() {
+            ctx.upstream = self.fresh_upstream(ctx).await;
+        }
+        let upstream = ctx.upstream.ok_or_else(|| {
+            Error::explain(ErrorType::HTTPStatus(502), "the session is not reachable")
+        })?;
+        let mut peer = HttpPeer::new(upstream, false, String::new());
+        peer.options.connection_timeout = Some(Duration::from_secs(5));
+        if let Some((id, port)) = &ctx.revocable_port {
+            let (connector, registration) = self.revocable.connector(id, *port);
+            peer.options.custom_l4 = Some(Arc::new(connector));
+            // Its own pool group: a pooled connection would bypass the connector.
+            let mut group = [0u8; 8];
+            let _ = getrandom::fill(&mut group);
+            peer.group_key = u64::from_le_bytes(group);
+            ctx._registration = Some(registration);
+        }
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut error: Box<Error>,
+    ) -> Box<Error> {
+        if self.take_retry(ctx) {
+            tracing::info!(session = ?ctx.active_session, %error, "stale session address; looking it up again");
+            error.set_retry(true);
+        }
+        error
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        self.rewrite_upstream_request(client, upstream, ctx)
     }
 
     async fn request_body_filter(

@@ -1,9 +1,9 @@
 //! Open connections to public ports, so that making a port private cuts them at once.
 //!
-//! pingora offers no way to end a proxied WebSocket from outside, so connections that were let
-//! in only because a port was public are opened by [`RevocableConnect`]: it keeps a duplicate
-//! of the upstream socket, and shutting that down ends the proxied connection in both
-//! directions. The duplicate belongs to us (no fd number reuse can hit another socket) and is
+//! Connections that were let in only because a port was public keep a duplicate of their
+//! upstream socket here: WebSocket tunnels register theirs ([`Revocable::register`]), other
+//! upgrades that pingora proxies connect through [`RevocableConnect`]. Shutting the duplicate
+//! down ends the connection in both directions. The duplicate belongs to us (no fd number reuse can hit another socket) and is
 //! closed when the request ends.
 
 use std::collections::HashMap;
@@ -29,20 +29,38 @@ pub struct Revocable {
 impl Revocable {
     /// A connector for one request to `port` of `id`, and the handle that forgets its socket.
     pub fn connector(&self, id: &SessionId, port: u16) -> (RevocableConnect, Registration) {
-        let serial = self.next.fetch_add(1, Ordering::Relaxed);
-        let key = (id.clone(), port);
+        let registration = self.registration(id, port);
         (
             RevocableConnect {
                 revocable: self.clone(),
-                key: key.clone(),
-                serial,
+                key: registration.key.clone(),
+                serial: registration.serial,
             },
-            Registration {
-                revocable: self.clone(),
-                key,
-                serial,
-            },
+            registration,
         )
+    }
+
+    /// Keeps a duplicate of a tunnel's upstream socket to `port` of `id` until the returned
+    /// handle is dropped.
+    pub fn register(
+        &self,
+        id: &SessionId,
+        port: u16,
+        upstream: &tokio::net::TcpStream,
+    ) -> std::io::Result<Registration> {
+        use std::os::fd::AsFd as _;
+        let duplicate = std::net::TcpStream::from(upstream.as_fd().try_clone_to_owned()?);
+        let registration = self.registration(id, port);
+        self.insert(&registration.key, registration.serial, duplicate);
+        Ok(registration)
+    }
+
+    fn registration(&self, id: &SessionId, port: u16) -> Registration {
+        Registration {
+            revocable: self.clone(),
+            key: (id.clone(), port),
+            serial: self.next.fetch_add(1, Ordering::Relaxed),
+        }
     }
 
     /// Ports of `id` with open anonymous connections.

@@ -459,6 +459,84 @@ async fn private_ports_need_a_signed_redirect_and_going_private_cuts_websockets(
     Ok(())
 }
 
+/// Hundreds of WebSockets opened at once through a forwarded port to a fast upstream all stay
+/// open and echo (pingora's own upgrade handling lost a few per thousand right after the `101`,
+/// cloudflare/pingora#946), a megabyte-sized message crosses both ways, and a refused upgrade
+/// reaches the client as the app's own answer, body included.
+#[tokio::test]
+async fn websockets_at_once_large_messages_and_refused_upgrades() -> Result<()> {
+    const SOCKETS: usize = 600;
+    let gateway = Gateway::start("gateway-many-sockets", Options::default()).await?;
+    let app_port = support::start_app_server().await?;
+    let created = gateway
+        .create(json!({"ports": [{"port": app_port, "visibility": "public"}]}))
+        .await?;
+    let owner = Created::token(&created.owner_link);
+    gateway.wait_ready(&created.id, &owner).await?;
+    let host = port_host(&created.id, app_port);
+
+    let outcomes: Vec<Result<()>> = futures::stream::iter(0..SOCKETS)
+        .map(|n| {
+            let gateway = &gateway;
+            let host = host.clone();
+            async move {
+                let mut ws = gateway.websocket("/ws", &host, None).await?;
+                let text = format!("socket {n}");
+                ws.send(Message::Text(text.clone().into())).await?;
+                match tokio::time::timeout(Duration::from_secs(10), ws.next()).await? {
+                    Some(Ok(Message::Text(echo))) if echo.as_str() == text => Ok(ws),
+                    other => anyhow::bail!("socket {n}: {other:?}"),
+                }
+            }
+        })
+        .buffer_unordered(32)
+        .map(|outcome| outcome.map(|_ws| ()))
+        .collect()
+        .await;
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().err().map(|e| format!("{e:#}")))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {SOCKETS} WebSockets failed, first: {:?}",
+        failed.len(),
+        failed.first()
+    );
+
+    let mut ws = gateway.websocket("/ws", &host, None).await?;
+    let large: String = (0..1024 * 1024)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    ws.send(Message::Text(large.clone().into())).await?;
+    match tokio::time::timeout(Duration::from_secs(10), ws.next()).await? {
+        Some(Ok(Message::Text(echo))) => assert!(echo.as_str() == large, "the echo differs"),
+        other => anyhow::bail!("no echo of the large message: {other:?}"),
+    }
+
+    for (path, body) in [
+        ("/ws-refused", "no sockets here"),
+        ("/ws-refused-chunked", "no sockets here either"),
+    ] {
+        let refused = gateway.websocket(path, &host, None).await.err();
+        let response = match refused
+            .as_ref()
+            .and_then(|e| e.downcast_ref::<tokio_tungstenite::tungstenite::Error>())
+        {
+            Some(tokio_tungstenite::tungstenite::Error::Http(response)) => response,
+            other => anyhow::bail!("{path}: expected the app's refusal, got {other:?}"),
+        };
+        assert_eq!(response.status(), 403, "{path}");
+        assert_eq!(
+            response.body().as_deref(),
+            Some(body.as_bytes()),
+            "{path}: the app's body"
+        );
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn websockets_stay_open_while_idle() -> Result<()> {
     let gateway = Gateway::start("gateway-idle-socket", Options::default()).await?;

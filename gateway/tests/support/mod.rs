@@ -203,31 +203,17 @@ impl Gateway {
     }
 
     /// A WebSocket to the session's agent through the gateway, joined with `token`.
-    ///
-    /// pingora 0.9.1 sometimes tears an upgraded connection down right after its `101`
-    /// (cloudflare/pingora#946, fix pending upstream; the proxy benchmark counts these drops).
-    /// A browser reconnects; so does this helper, at most twice, and only when the socket
-    /// died before the welcome.
     pub async fn join(&self, id: &str, token: &str, client_id: &str) -> Result<(Ws, Value)> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut ws = self
-                .websocket(&format!("/s/{id}/ws?token={token}"), DOMAIN, None)
-                .await?;
-            send_json(
-                &mut ws,
-                json!({"type": "join", "version": 1, "token": token, "client_id": client_id}),
-            )
+        let mut ws = self
+            .websocket(&format!("/s/{id}/ws?token={token}"), DOMAIN, None)
             .await?;
-            match recv_type(&mut ws, "welcome").await {
-                Ok(welcome) => return Ok((ws, welcome)),
-                Err(error) if attempt < 3 && format!("{error:#}").contains("reset") => {
-                    eprintln!("join attempt {attempt} cut after the upgrade ({error:#}); retrying");
-                }
-                Err(error) => return Err(error),
-            }
-        }
+        send_json(
+            &mut ws,
+            json!({"type": "join", "version": 1, "token": token, "client_id": client_id}),
+        )
+        .await?;
+        let welcome = recv_type(&mut ws, "welcome").await?;
+        Ok((ws, welcome))
     }
 
     /// A raw WebSocket through the gateway with a given Host and optional Cookie header.
@@ -329,6 +315,23 @@ pub async fn start_app_server() -> Result<u16> {
                     .unwrap_or("")
                     .to_owned();
                 format!("hello from {port}; cookies: {cookies}")
+            }),
+        )
+        // A route that refuses WebSockets the way many apps do: a plain answer with a body,
+        // once with a length and once chunked.
+        .route(
+            "/ws-refused",
+            axum::routing::get(|| async { (axum::http::StatusCode::FORBIDDEN, "no sockets here") }),
+        )
+        .route(
+            "/ws-refused-chunked",
+            axum::routing::get(|| async {
+                let parts = ["no sockets ", "here either"]
+                    .map(|part| Ok::<_, std::convert::Infallible>(part.to_owned()));
+                (
+                    axum::http::StatusCode::FORBIDDEN,
+                    axum::body::Body::from_stream(futures::stream::iter(parts)),
+                )
             }),
         )
         .route(

@@ -20,7 +20,8 @@
 //! bench raises its own soft limit with `prlimit` when it can (else run `ulimit -n 65536`).
 //!
 //! Environment: `BENCH_HTTP_SECONDS` (10), `BENCH_HTTP_CONNECTIONS` (64),
-//! `BENCH_WS_CONNECTIONS` (1000), `BENCH_WS_SECONDS` (5), `BENCH_WS_INTERVAL_MS` (100).
+//! `BENCH_WS_CONNECTIONS` (1000), `BENCH_WS_SECONDS` (5), `BENCH_WS_INTERVAL_MS` (100),
+//! `BENCH_ARMS` (`direct,nginx,gateway`: the arms to run, for profiling one of them).
 //! The gateway's log is written to `$HUDDLE_ARTIFACTS/bench-proxy-gateway.log`, at level `warn`
 //! unless `BENCH_GATEWAY_LOG` says otherwise (a `RUST_LOG` filter).
 
@@ -50,6 +51,14 @@ const WARM_UP_SECONDS: u64 = 2;
 /// `/proc/<pid>/stat` counts CPU time in clock ticks of 1/100 s (USER_HZ on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;
 
+/// Connections the upstream has accepted: a proxy that reuses its upstream connections opens
+/// a handful per run, one that does not opens one per request.
+static UPSTREAM_CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn upstream_connections() -> u64 {
+    UPSTREAM_CONNECTIONS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// wrk's Lua hook: one JSON line with the summary, latencies in microseconds.
 const WRK_SCRIPT: &str = r#"
 done = function(summary, latency, requests)
@@ -68,6 +77,8 @@ struct Settings {
     ws_connections: u64,
     ws_seconds: u64,
     ws_interval: Duration,
+    /// The arms to run (`BENCH_ARMS`, comma-separated; all three by default).
+    arms: Vec<String>,
 }
 
 impl Settings {
@@ -85,7 +96,16 @@ impl Settings {
             ws_connections: number("BENCH_WS_CONNECTIONS", 1000),
             ws_seconds: number("BENCH_WS_SECONDS", 5),
             ws_interval: Duration::from_millis(number("BENCH_WS_INTERVAL_MS", 100)),
+            arms: std::env::var("BENCH_ARMS")
+                .unwrap_or_else(|_| "direct,nginx,gateway".to_owned())
+                .split(',')
+                .map(|arm| arm.trim().to_owned())
+                .collect(),
         }
+    }
+
+    fn wants(&self, arm: &str) -> bool {
+        self.arms.iter().any(|wanted| wanted == arm)
     }
 
     /// Open files this process (and each proxy) needs: the WebSocket clients and the
@@ -122,37 +142,51 @@ async fn bench(settings: &Settings, upstream: SocketAddr) -> Result<()> {
         "==> upstream on {upstream}: GET / ({} bytes), GET /ws (echo)",
         BODY.len()
     );
-    let mut arms = vec![Arm::new("direct", upstream, None)];
+    let mut arms = Vec::new();
+    if settings.wants("direct") {
+        arms.push(Arm::new("direct", upstream, None));
+    }
 
-    println!("==> gateway: starting huddle-gateway (process runtime, {WORKERS} threads)");
-    let (gateway, host) = match start_gateway(upstream).await {
-        Ok(gateway) => {
+    let gateway = if settings.wants("gateway") {
+        println!("==> gateway: starting huddle-gateway (process runtime, {WORKERS} threads)");
+        Some(start_gateway(upstream).await)
+    } else {
+        None
+    };
+    let (gateway, host) = match gateway.transpose() {
+        Ok(Some(gateway)) => {
             println!("==> gateway ready on {}: {}", gateway.addr, gateway.host);
             let host = gateway.host.clone();
-            (Ok(gateway), host)
+            (Ok(Some(gateway)), host)
         }
+        Ok(None) => (Ok(None), placeholder_host(upstream)),
         Err(error) => {
             println!("==> gateway FAILED: {error:#}");
             // nginx and the direct arm still run, with a Host of the same shape.
-            let host = format!("port-{}-{}.{DOMAIN}", upstream.port(), "a".repeat(26));
-            (Err(error), host)
+            (Err(error), placeholder_host(upstream))
         }
     };
 
-    println!("==> nginx: starting with {WORKERS} workers, proxying {host}");
-    let nginx = start_nginx(upstream, &host, settings).await;
+    let nginx = if settings.wants("nginx") {
+        println!("==> nginx: starting with {WORKERS} workers, proxying {host}");
+        Some(start_nginx(upstream, &host, settings).await)
+    } else {
+        None
+    };
     match &nginx {
-        Ok(nginx) => {
+        None => {}
+        Some(Ok(nginx)) => {
             println!("==> nginx ready on {}", nginx.addr);
             arms.push(Arm::new("nginx", nginx.addr, Some(nginx.process.pid())));
         }
-        Err(error) => {
+        Some(Err(error)) => {
             println!("==> nginx FAILED: {error:#}");
             arms.push(Arm::failed("nginx", error));
         }
     }
     match &gateway {
-        Ok(gateway) => arms.push(Arm::new(
+        Ok(None) => {}
+        Ok(Some(gateway)) => arms.push(Arm::new(
             "gateway",
             gateway.addr,
             Some(gateway.process.pid()),
@@ -227,7 +261,7 @@ async fn bench(settings: &Settings, upstream: SocketAddr) -> Result<()> {
 
     println!("==> stopping nginx and the gateway");
     drop(nginx);
-    if let Ok(gateway) = gateway {
+    if let Ok(Some(gateway)) = gateway {
         gateway.process.stop();
     }
 
@@ -240,6 +274,11 @@ async fn bench(settings: &Settings, upstream: SocketAddr) -> Result<()> {
         bail!("{} arm(s) failed:\n{}", failed.len(), failed.join("\n"));
     }
     Ok(())
+}
+
+/// A Host of the gateway's shape, for arms run without the gateway.
+fn placeholder_host(upstream: SocketAddr) -> String {
+    format!("port-{}-{}.{DOMAIN}", upstream.port(), "a".repeat(26))
 }
 
 /// One way of reaching the upstream, and what it measured.
@@ -286,6 +325,7 @@ async fn start_upstream() -> Result<SocketAddr> {
     let addr = listener.local_addr()?;
     // Like the proxies, the upstream sends small writes at once (no Nagle).
     let listener = listener.tap_io(|tcp| {
+        UPSTREAM_CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = tcp.set_nodelay(true);
     });
     let app = axum::Router::new()
@@ -564,6 +604,8 @@ struct HttpFigures {
     proxy_cpu_us: Option<f64>,
     /// CPU time of this process's threads (the upstream) per request.
     upstream_cpu_us: f64,
+    /// Connections the upstream accepted during the run.
+    upstream_connections: u64,
 }
 
 fn run_wrk(
@@ -576,6 +618,7 @@ fn run_wrk(
     let proxy_before = arm.proxy_cpu_seconds();
     // This process's own threads: the upstream (the WebSocket clients are idle meanwhile).
     let upstream_before = cpu_seconds(std::process::id());
+    let connections_before = upstream_connections();
     let output = Command::new("wrk")
         .args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s")])
         .arg("--latency")
@@ -587,6 +630,7 @@ fn run_wrk(
         .output()
         .context("running wrk (scripts/install-deps.sh installs it)")?;
     let upstream_cpu = cpu_seconds(std::process::id()) - upstream_before;
+    let upstream_connections = upstream_connections() - connections_before;
     let proxy_cpu = arm
         .proxy_cpu_seconds()
         .zip(proxy_before)
@@ -625,6 +669,7 @@ fn run_wrk(
         socket_errors: (get("read") + get("write") + get("timeout")) as u64,
         proxy_cpu_us: proxy_cpu.map(|s| s * 1e6 / requests),
         upstream_cpu_us: upstream_cpu * 1e6 / requests,
+        upstream_connections,
     })
 }
 
@@ -846,13 +891,21 @@ fn report(settings: &Settings, host: &str, arms: &[Arm]) {
         BODY.len()
     );
     println!(
-        "{:<8} {:>9} {:>8} {:>8} {:>8} {:>7} {:>13} {:>16}",
-        "arm", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "proxy CPU/req", "upstream CPU/req"
+        "{:<8} {:>9} {:>8} {:>8} {:>8} {:>7} {:>13} {:>16} {:>12}",
+        "arm",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "errors",
+        "proxy CPU/req",
+        "upstream CPU/req",
+        "upstream TCP"
     );
     for arm in arms {
         match &arm.http {
             Some(f) => println!(
-                "{:<8} {:>9.0} {:>8.3} {:>8.3} {:>8.2} {:>7} {:>13} {:>13.1} µs",
+                "{:<8} {:>9.0} {:>8.3} {:>8.3} {:>8.2} {:>7} {:>13} {:>13.1} µs {:>12}",
                 arm.name,
                 f.requests_per_second,
                 f.p50_ms,
@@ -860,7 +913,8 @@ fn report(settings: &Settings, host: &str, arms: &[Arm]) {
                 f.max_ms,
                 f.socket_errors,
                 cpu_cell(f.proxy_cpu_us),
-                f.upstream_cpu_us
+                f.upstream_cpu_us,
+                f.upstream_connections
             ),
             None => println!(
                 "{:<8} FAILED: {}",

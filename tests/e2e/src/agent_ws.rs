@@ -30,10 +30,6 @@ pub async fn is_agent_banner(response: reqwest::Result<reqwest::Response>) -> bo
 }
 
 /// Joins session `id` through the gateway at `addr`, sending `host` as the Host header.
-///
-/// pingora 0.9.1 sometimes cuts an upgraded connection right after its `101`
-/// (cloudflare/pingora#946); like a browser, this reconnects, at most twice and only when the
-/// socket died before the welcome.
 pub async fn join(
     addr: SocketAddr,
     host: &str,
@@ -41,25 +37,16 @@ pub async fn join(
     token: &str,
     client_id: &str,
 ) -> Result<Ws> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let mut request = format!("ws://{addr}/s/{id}/ws?token={token}").into_client_request()?;
-        request.headers_mut().insert("host", host.parse()?);
-        let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
-        send(
-            &mut ws,
-            json!({"type": "join", "version": 1, "token": token, "client_id": client_id}),
-        )
-        .await?;
-        match recv(&mut ws, "welcome", WELCOME).await {
-            Ok(_) => return Ok(ws),
-            Err(error) if attempt < 3 && format!("{error:#}").contains("Reset") => {
-                eprintln!("join attempt {attempt} cut after the upgrade ({error:#}); retrying");
-            }
-            Err(error) => return Err(error),
-        }
-    }
+    let mut request = format!("ws://{addr}/s/{id}/ws?token={token}").into_client_request()?;
+    request.headers_mut().insert("host", host.parse()?);
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
+    send(
+        &mut ws,
+        json!({"type": "join", "version": 1, "token": token, "client_id": client_id}),
+    )
+    .await?;
+    recv(&mut ws, "welcome", WELCOME).await?;
+    Ok(ws)
 }
 
 pub async fn send(ws: &mut Ws, value: Value) -> Result<()> {
