@@ -21,7 +21,8 @@
 //!
 //! Environment: `BENCH_HTTP_SECONDS` (10), `BENCH_HTTP_CONNECTIONS` (64),
 //! `BENCH_WS_CONNECTIONS` (1000), `BENCH_WS_SECONDS` (5), `BENCH_WS_INTERVAL_MS` (100),
-//! `BENCH_ARMS` (`direct,nginx,gateway`: the arms to run, for profiling one of them).
+//! `BENCH_ARMS` (`direct,nginx,gateway`: the arms to run, for profiling one of them),
+//! `BENCH_WORKERS` (2: nginx's workers and the gateway's threads).
 //! The gateway's log is written to `$HUDDLE_ARTIFACTS/bench-proxy-gateway.log`, at level `warn`
 //! unless `BENCH_GATEWAY_LOG` says otherwise (a `RUST_LOG` filter).
 
@@ -42,8 +43,15 @@ const DOMAIN: &str = "huddle.test";
 const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
 /// The upstream's `GET /` body: 64 bytes.
 const BODY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-/// nginx's worker processes and the gateway's proxy threads.
-const WORKERS: usize = 2;
+/// nginx's worker processes and the gateway's proxy threads (`BENCH_WORKERS`, default 2: the
+/// machine's cores).
+fn workers() -> usize {
+    std::env::var("BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(2)
+}
 /// Every WebSocket message is a 20-digit send time (ns) and this.
 const WS_TAG: &str = " huddle-bench";
 /// Seconds of wrk before each measured run (connection pools, caches).
@@ -148,7 +156,10 @@ async fn bench(settings: &Settings, upstream: SocketAddr) -> Result<()> {
     }
 
     let gateway = if settings.wants("gateway") {
-        println!("==> gateway: starting huddle-gateway (process runtime, {WORKERS} threads)");
+        println!(
+            "==> gateway: starting huddle-gateway (process runtime, {} threads)",
+            workers()
+        );
         Some(start_gateway(upstream).await)
     } else {
         None
@@ -168,7 +179,10 @@ async fn bench(settings: &Settings, upstream: SocketAddr) -> Result<()> {
     };
 
     let nginx = if settings.wants("nginx") {
-        println!("==> nginx: starting with {WORKERS} workers, proxying {host}");
+        println!(
+            "==> nginx: starting with {} workers, proxying {host}",
+            workers()
+        );
         Some(start_nginx(upstream, &host, settings).await)
     } else {
         None
@@ -369,8 +383,9 @@ fn nginx_config(
     files: u64,
 ) -> String {
     let dir = dir.display();
+    let workers = workers();
     format!(
-        r#"worker_processes {WORKERS};
+        r#"worker_processes {workers};
 user root;
 pid {dir}/nginx.pid;
 error_log {dir}/error.log warn;
@@ -498,7 +513,7 @@ async fn start_gateway(upstream: SocketAddr) -> Result<Gateway> {
         .arg("--data-dir")
         .arg(data.path())
         .args(["--admin-token", ADMIN_TOKEN])
-        .args(["--threads", &WORKERS.to_string()])
+        .args(["--threads", &workers().to_string()])
         .env(
             "RUST_LOG",
             std::env::var("BENCH_GATEWAY_LOG").unwrap_or_else(|_| "warn".to_owned()),
