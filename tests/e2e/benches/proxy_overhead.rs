@@ -21,7 +21,8 @@
 //!
 //! Environment: `BENCH_HTTP_SECONDS` (10), `BENCH_HTTP_CONNECTIONS` (64),
 //! `BENCH_WS_CONNECTIONS` (1000), `BENCH_WS_SECONDS` (5), `BENCH_WS_INTERVAL_MS` (100),
-//! `BENCH_ARMS` (`direct,nginx,gateway`: the arms to run, for profiling one of them),
+//! `BENCH_ARMS` (`direct,nginx,gateway,nginx-self,gateway-self`: the arms to run; the `-self`
+//! arms ask nginx and the gateway for `/healthz`, which they answer without the upstream),
 //! `BENCH_WORKERS` (2: nginx's workers and the gateway's threads).
 //! The gateway's log is written to `$HUDDLE_ARTIFACTS/bench-proxy-gateway.log`, at level `warn`
 //! unless `BENCH_GATEWAY_LOG` says otherwise (a `RUST_LOG` filter).
@@ -105,7 +106,7 @@ impl Settings {
             ws_seconds: number("BENCH_WS_SECONDS", 5),
             ws_interval: Duration::from_millis(number("BENCH_WS_INTERVAL_MS", 100)),
             arms: std::env::var("BENCH_ARMS")
-                .unwrap_or_else(|_| "direct,nginx,gateway".to_owned())
+                .unwrap_or_else(|_| "direct,nginx,gateway,nginx-self,gateway-self".to_owned())
                 .split(',')
                 .map(|arm| arm.trim().to_owned())
                 .collect(),
@@ -192,6 +193,13 @@ async fn bench(settings: &Settings, upstream: SocketAddr) -> Result<()> {
         Some(Ok(nginx)) => {
             println!("==> nginx ready on {}", nginx.addr);
             arms.push(Arm::new("nginx", nginx.addr, Some(nginx.process.pid())));
+            if settings.wants("nginx-self") {
+                arms.push(Arm::answering_itself(
+                    "nginx-self",
+                    nginx.addr,
+                    nginx.process.pid(),
+                ));
+            }
         }
         Some(Err(error)) => {
             println!("==> nginx FAILED: {error:#}");
@@ -200,11 +208,20 @@ async fn bench(settings: &Settings, upstream: SocketAddr) -> Result<()> {
     }
     match &gateway {
         Ok(None) => {}
-        Ok(Some(gateway)) => arms.push(Arm::new(
-            "gateway",
-            gateway.addr,
-            Some(gateway.process.pid()),
-        )),
+        Ok(Some(gateway)) => {
+            arms.push(Arm::new(
+                "gateway",
+                gateway.addr,
+                Some(gateway.process.pid()),
+            ));
+            if settings.wants("gateway-self") {
+                arms.push(Arm::answering_itself(
+                    "gateway-self",
+                    gateway.addr,
+                    gateway.process.pid(),
+                ));
+            }
+        }
         Err(error) => arms.push(Arm::failed("gateway", error)),
     }
 
@@ -245,7 +262,7 @@ async fn bench(settings: &Settings, upstream: SocketAddr) -> Result<()> {
     }
 
     for arm in &mut arms {
-        if arm.failure.is_some() {
+        if arm.failure.is_some() || !arm.websocket {
             continue;
         }
         println!(
@@ -299,6 +316,11 @@ fn placeholder_host(upstream: SocketAddr) -> String {
 struct Arm {
     name: &'static str,
     addr: SocketAddr,
+    /// The HTTP path wrk asks for: `/` through to the upstream, or `/healthz`, which nginx and
+    /// the gateway answer themselves (their floor: the cost of serving a request at all).
+    path: &'static str,
+    /// Whether the WebSocket part runs through this arm.
+    websocket: bool,
     /// The proxy's main process (its CPU time is counted with its children's).
     proxy_pid: Option<u32>,
     failure: Option<String>,
@@ -311,10 +333,21 @@ impl Arm {
         Self {
             name,
             addr,
+            path: "/",
+            websocket: true,
             proxy_pid,
             failure: None,
             http: None,
             ws: None,
+        }
+    }
+
+    /// The same proxy answering `/healthz` itself, HTTP only.
+    fn answering_itself(name: &'static str, addr: SocketAddr, proxy_pid: u32) -> Self {
+        Self {
+            path: "/healthz",
+            websocket: false,
+            ..Self::new(name, addr, Some(proxy_pid))
         }
     }
 
@@ -416,6 +449,9 @@ http {{
     server {{
         listen {listen} reuseport;
         server_name {host};
+        location = /healthz {{
+            return 200 "ok";
+        }}
         location / {{
             proxy_pass http://session_port;
             proxy_http_version 1.1;
@@ -640,7 +676,7 @@ fn run_wrk(
         .arg("-s")
         .arg(script)
         .args(["-H", &format!("Host: {host}")])
-        .arg(format!("http://{}/", arm.addr))
+        .arg(format!("http://{}{}", arm.addr, arm.path))
         .stdin(Stdio::null())
         .output()
         .context("running wrk (scripts/install-deps.sh installs it)")?;
@@ -905,8 +941,9 @@ fn report(settings: &Settings, host: &str, arms: &[Arm]) {
         settings.http_seconds,
         BODY.len()
     );
+    println!("(the -self arms: GET /healthz, answered by the proxy itself without the upstream)");
     println!(
-        "{:<8} {:>9} {:>8} {:>8} {:>8} {:>7} {:>13} {:>16} {:>12}",
+        "{:<12} {:>9} {:>8} {:>8} {:>8} {:>7} {:>13} {:>16} {:>12}",
         "arm",
         "req/s",
         "p50 ms",
@@ -920,7 +957,7 @@ fn report(settings: &Settings, host: &str, arms: &[Arm]) {
     for arm in arms {
         match &arm.http {
             Some(f) => println!(
-                "{:<8} {:>9.0} {:>8.3} {:>8.3} {:>8.2} {:>7} {:>13} {:>13.1} µs {:>12}",
+                "{:<12} {:>9.0} {:>8.3} {:>8.3} {:>8.2} {:>7} {:>13} {:>13.1} µs {:>12}",
                 arm.name,
                 f.requests_per_second,
                 f.p50_ms,
@@ -932,7 +969,7 @@ fn report(settings: &Settings, host: &str, arms: &[Arm]) {
                 f.upstream_connections
             ),
             None => println!(
-                "{:<8} FAILED: {}",
+                "{:<12} FAILED: {}",
                 arm.name,
                 arm.failure.as_deref().unwrap_or("")
             ),
@@ -942,7 +979,12 @@ fn report(settings: &Settings, host: &str, arms: &[Arm]) {
         ("gateway", "direct"),
         ("nginx", "direct"),
         ("gateway", "nginx"),
+        ("gateway-self", "nginx-self"),
+        ("gateway-self", "nginx"),
     ] {
+        if http(a).is_none() || http(b).is_none() {
+            continue;
+        }
         let rps = |name| http(name).map(|f| f.requests_per_second);
         let p50 = |name| http(name).map(|f| f.p50_ms);
         let p99 = |name| http(name).map(|f| f.p99_ms);
@@ -952,7 +994,7 @@ fn report(settings: &Settings, host: &str, arms: &[Arm]) {
             ratio(rps(a), rps(b)),
             ratio(p50(a), p50(b)),
             ratio(p99(a), p99(b)),
-            if b == "nginx" {
+            if b.starts_with("nginx") {
                 format!(", proxy CPU/req {}", ratio(cpu(a), cpu(b)))
             } else {
                 String::new()
@@ -971,7 +1013,7 @@ fn report(settings: &Settings, host: &str, arms: &[Arm]) {
         "{:<8} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>13}",
         "arm", "open s", "dropped", "messages", "p50 ms", "p99 ms", "max ms", "proxy CPU/msg"
     );
-    for arm in arms {
+    for arm in arms.iter().filter(|arm| arm.websocket) {
         match &arm.ws {
             Some(f) => println!(
                 "{:<8} {:>8.2} {:>8} {:>9} {:>8.3} {:>8.3} {:>8.2} {:>13}",
