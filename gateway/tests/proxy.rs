@@ -459,6 +459,19 @@ async fn private_ports_need_a_signed_redirect_and_going_private_cuts_websockets(
     Ok(())
 }
 
+/// A gateway with a ready session that forwards a test app's port publicly: the gateway, the
+/// app's port, the session and its owner token.
+async fn public_app_session(name: &str) -> Result<(Gateway, u16, Created, String)> {
+    let gateway = Gateway::start(name, Options::default()).await?;
+    let app_port = support::start_app_server().await?;
+    let created = gateway
+        .create(json!({"ports": [{"port": app_port, "visibility": "public"}]}))
+        .await?;
+    let owner = Created::token(&created.owner_link);
+    gateway.wait_ready(&created.id, &owner).await?;
+    Ok((gateway, app_port, created, owner))
+}
+
 /// Hundreds of WebSockets opened at once through a forwarded port to a fast upstream all stay
 /// open and echo (pingora's own upgrade handling lost a few per thousand right after the `101`,
 /// cloudflare/pingora#946), a megabyte-sized message crosses both ways, and a refused upgrade
@@ -466,13 +479,7 @@ async fn private_ports_need_a_signed_redirect_and_going_private_cuts_websockets(
 #[tokio::test]
 async fn websockets_at_once_large_messages_and_refused_upgrades() -> Result<()> {
     const SOCKETS: usize = 600;
-    let gateway = Gateway::start("gateway-many-sockets", Options::default()).await?;
-    let app_port = support::start_app_server().await?;
-    let created = gateway
-        .create(json!({"ports": [{"port": app_port, "visibility": "public"}]}))
-        .await?;
-    let owner = Created::token(&created.owner_link);
-    gateway.wait_ready(&created.id, &owner).await?;
+    let (gateway, app_port, created, _owner) = public_app_session("gateway-many-sockets").await?;
     let host = port_host(&created.id, app_port);
 
     let outcomes: Vec<Result<()>> = futures::stream::iter(0..SOCKETS)
@@ -539,13 +546,7 @@ async fn websockets_at_once_large_messages_and_refused_upgrades() -> Result<()> 
 
 #[tokio::test]
 async fn websockets_stay_open_while_idle() -> Result<()> {
-    let gateway = Gateway::start("gateway-idle-socket", Options::default()).await?;
-    let app_port = support::start_app_server().await?;
-    let created = gateway
-        .create(json!({"ports": [{"port": app_port, "visibility": "public"}]}))
-        .await?;
-    let owner = Created::token(&created.owner_link);
-    gateway.wait_ready(&created.id, &owner).await?;
+    let (gateway, app_port, created, owner) = public_app_session("gateway-idle-socket").await?;
     // A forwarded app's socket with no traffic at all, and a participant's socket with only the
     // protocol's heartbeats, for longer than the usual 60-second proxy timeouts.
     let mut app = gateway
