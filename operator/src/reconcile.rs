@@ -9,6 +9,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource as _, ResourceExt as _};
 use serde::Serialize;
 use std::sync::Arc;
@@ -210,7 +211,7 @@ async fn record_transition(session: &Session, status: &SessionStatus, ctx: &Cont
     let Some(new_phase) = status.phase else {
         return;
     };
-    if old_phase == Some(new_phase) {
+    if !ctx.first_time_moving(ObjectRef::from_obj(session), old_phase, new_phase) {
         return;
     }
     // A session that never stopped and reaches Ready for the first time: the time since its
