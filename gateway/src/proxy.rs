@@ -702,16 +702,24 @@ impl Gateway {
             Ok(answer) => answer,
             Err(error) => return self.bad_gateway(session, &error.to_string()).await,
         };
+        let ours = matches!(ctx.route, Some(Route::Internal));
         if !answer.switched() {
             // Refused: relay the answer as a plain response with a known length.
             let body = tunnel::refusal_body(&mut upstream, &mut answer).await;
             let mut response =
                 std::mem::replace(&mut answer.response, ResponseHeader::build(502, None)?);
-            for framing in ["transfer-encoding", "content-length", "connection"] {
+            for framing in [
+                "transfer-encoding",
+                "content-length",
+                "connection",
+                "keep-alive",
+            ] {
                 response.remove_header(framing);
             }
-            response.insert_header("content-length", body.len().to_string())?;
-            self.security_headers(&mut response, false)?;
+            if !matches!(response.status.as_u16(), 204 | 304) {
+                response.insert_header("content-length", body.len().to_string())?;
+            }
+            self.security_headers(&mut response, ours)?;
             session
                 .write_response_header(Box::new(response), body.is_empty())
                 .await?;
@@ -722,7 +730,11 @@ impl Gateway {
         }
         let mut response =
             std::mem::replace(&mut answer.response, ResponseHeader::build(101, None)?);
-        self.security_headers(&mut response, false)?;
+        // A 101 has no body: a length here would only keep pingora from sending it at once.
+        for framing in ["transfer-encoding", "content-length"] {
+            response.remove_header(framing);
+        }
+        self.security_headers(&mut response, ours)?;
         session
             .write_response_header(Box::new(response), false)
             .await?;

@@ -27,8 +27,20 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 const MAX_REFUSAL_BODY: usize = 1024 * 1024;
 /// Read size on the upstream side.
 const READ_CHUNK: usize = 16 * 1024;
-/// Hop-by-hop headers that describe the client's connection, not the upstream's.
-const HOP_BY_HOP: [&str; 4] = ["keep-alive", "proxy-connection", "te", "trailer"];
+/// Headers that describe the client's connection (hop-by-hop), or that would make the upstream
+/// answer `100 Continue` to a request without a body.
+const HOP_BY_HOP: [&str; 6] = [
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "expect",
+    "connection",
+];
+/// How long a client may leave the gateway's writes unread before its WebSocket is cut.
+pub const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the upstream may keep a tunnel open after the client has finished sending.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a tunnel failed before anything was sent to the client (the caller answers then).
 #[derive(Debug, thiserror::Error)]
@@ -79,8 +91,17 @@ pub async fn connect(addr: SocketAddr) -> Result<TcpStream, HandshakeError> {
 }
 
 /// The handshake as the upstream gets it: the rewritten request with the client's connection
-/// headers replaced by a plain `Connection: upgrade`.
+/// headers (and those its `Connection` header names) replaced by a plain `Connection: upgrade`.
 pub fn request_bytes(request: &RequestHeader) -> Vec<u8> {
+    let named_by_connection: Vec<String> = request
+        .headers
+        .get_all("connection")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| name != "upgrade")
+        .collect();
     let target = request
         .uri
         .path_and_query()
@@ -92,7 +113,7 @@ pub fn request_bytes(request: &RequestHeader) -> Vec<u8> {
     head.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in &request.headers {
         let name = name.as_str();
-        if name == "connection" || HOP_BY_HOP.contains(&name) {
+        if HOP_BY_HOP.contains(&name) || named_by_connection.iter().any(|named| named == name) {
             continue;
         }
         head.extend_from_slice(name.as_bytes());
@@ -144,7 +165,12 @@ pub async fn handshake(
                     "the connection closed before the answer".into(),
                 ));
             }
-            if let Some(answer) = parse_head(&mut buf)? {
+            while let Some(answer) = parse_head(&mut buf)? {
+                // `100 Continue` or `103 Early Hints` come before the real answer: skip them.
+                if answer.response.status.is_informational() && !answer.switched() {
+                    buf = answer.rest;
+                    continue;
+                }
                 return Ok(answer);
             }
             if buf.len() > MAX_HEAD_BYTES {
@@ -187,6 +213,9 @@ fn parse_head(buf: &mut BytesMut) -> Result<Option<Answer>, HandshakeError> {
         response
             .append_header(header.name.to_owned(), header.value)
             .map_err(|_| invalid("header"))?;
+    }
+    if matches!(status, 204 | 304) || (100..200).contains(&status) {
+        framing = Framing::Length(0);
     }
     let rest = buf.split_off(length);
     Ok(Some(Answer {
@@ -255,7 +284,10 @@ fn decode_chunks(raw: &[u8]) -> (Bytes, bool) {
             return (body.freeze(), true);
         }
         let start = at + header;
-        let Some(end) = start.checked_add(size).filter(|&end| end + 2 <= raw.len()) else {
+        let Some(end) = start
+            .checked_add(size)
+            .filter(|&end| end.checked_add(2).is_some_and(|after| after <= raw.len()))
+        else {
             let available = raw.len().saturating_sub(start).min(size);
             body.extend_from_slice(&raw[start..start + available]);
             break;
@@ -278,17 +310,24 @@ pub async fn relay(
     leftover: BytesMut,
     on_client_data: impl Fn(),
 ) -> pingora::Result<()> {
-    if !leftover.is_empty() {
-        session
+    // A client that stops reading must not hold the tunnel (and the upstream) forever.
+    session.set_write_timeout(Some(CLIENT_WRITE_TIMEOUT));
+    // A client going away is how WebSockets end: not an error to report.
+    if !leftover.is_empty()
+        && session
             .write_response_body(Some(leftover.freeze()), false)
-            .await?;
+            .await
+            .is_err()
+    {
+        return Ok(());
     }
     let mut held: Option<Bytes> = None;
-    let mut client_open = true;
+    // Set once the client has finished sending: the upstream then has this long to finish.
+    let mut drain_deadline: Option<tokio::time::Instant> = None;
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     loop {
         tokio::select! {
-            from_client = session.read_request_body(), if client_open && held.is_none() => {
+            from_client = session.read_request_body(), if drain_deadline.is_none() && held.is_none() => {
                 match from_client {
                     Ok(Some(chunk)) => {
                         on_client_data();
@@ -300,7 +339,7 @@ pub async fn relay(
                     // The client finished sending (or went away): tell the upstream, which may
                     // still answer.
                     Ok(None) | Err(_) => {
-                        client_open = false;
+                        drain_deadline = Some(tokio::time::Instant::now() + DRAIN_TIMEOUT);
                         let _ = upstream.shutdown().await;
                     }
                 }
@@ -324,7 +363,9 @@ pub async fn relay(
                     Ok(0) => return Ok(()),
                     Ok(_) => {
                         let chunk = buf.split().freeze();
-                        session.write_response_body(Some(chunk), false).await?;
+                        if session.write_response_body(Some(chunk), false).await.is_err() {
+                            return Ok(());
+                        }
                         if buf.capacity() < READ_CHUNK / 4 {
                             buf.reserve(READ_CHUNK);
                         }
@@ -333,7 +374,14 @@ pub async fn relay(
                     Err(_) => return Ok(()),
                 }
             }
+            () = sleep_until(drain_deadline), if drain_deadline.is_some() => return Ok(()),
         }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    if let Some(deadline) = deadline {
+        tokio::time::sleep_until(deadline).await;
     }
 }
 
@@ -364,6 +412,9 @@ mod tests {
             .insert_header("connection", "keep-alive, Upgrade")
             .unwrap();
         request.insert_header("keep-alive", "300").unwrap();
+        request.append_header("connection", "X-Hop").unwrap();
+        request.insert_header("x-hop", "1").unwrap();
+        request.insert_header("expect", "100-continue").unwrap();
         request.insert_header("upgrade", "websocket").unwrap();
         request.insert_header("sec-websocket-key", "abc==").unwrap();
         let text = String::from_utf8(request_bytes(&request)).unwrap();
@@ -372,6 +423,8 @@ mod tests {
         assert!(text.contains("\r\nupgrade: websocket\r\n"), "{text}");
         assert!(text.contains("\r\nsec-websocket-key: abc==\r\n"), "{text}");
         assert!(!text.contains("keep-alive"), "{text}");
+        assert!(!text.contains("x-hop"), "{text}");
+        assert!(!text.contains("expect"), "{text}");
         assert!(text.ends_with("\r\nconnection: upgrade\r\n\r\n"), "{text}");
     }
 
@@ -394,6 +447,10 @@ mod tests {
         assert!(!answer.switched());
         assert!(matches!(answer.framing, Framing::Length(4)));
 
+        let mut not_modified = BytesMut::from(&b"HTTP/1.1 304 Not Modified\r\n\r\n"[..]);
+        let answer = parse_head(&mut not_modified).unwrap().unwrap();
+        assert!(matches!(answer.framing, Framing::Length(0)));
+
         let mut garbage = BytesMut::from(&b"SSH-2.0-OpenSSH\r\n\r\n"[..]);
         assert!(parse_head(&mut garbage).is_err());
         let mut bad_length =
@@ -409,5 +466,8 @@ mod tests {
         assert_eq!(decode_chunked(cut), None);
         assert_eq!(&decode_chunked_prefix(cut)[..], b"not all");
         assert_eq!(&decode_chunked_prefix(b"zz\r\n")[..], b"");
+        // A chunk size near usize::MAX is cut short, not an overflow.
+        assert_eq!(decode_chunked(b"FFFFFFFFFFFFFFEC\r\nab"), None);
+        assert_eq!(&decode_chunked_prefix(b"FFFFFFFFFFFFFFEC\r\nab")[..], b"ab");
     }
 }

@@ -459,6 +459,15 @@ async fn private_ports_need_a_signed_redirect_and_going_private_cuts_websockets(
     Ok(())
 }
 
+/// Sends `text` and expects it back.
+async fn echo(ws: &mut support::Ws, text: &str) -> Result<()> {
+    ws.send(Message::Text(text.to_owned().into())).await?;
+    match tokio::time::timeout(Duration::from_secs(10), ws.next()).await? {
+        Some(Ok(Message::Text(echo))) if echo.as_str() == text => Ok(()),
+        other => anyhow::bail!("{text}: {other:?}"),
+    }
+}
+
 /// A gateway with a ready session that forwards a test app's port publicly: the gateway, the
 /// app's port, the session and its owner token.
 async fn public_app_session(name: &str) -> Result<(Gateway, u16, Created, String)> {
@@ -482,22 +491,18 @@ async fn websockets_at_once_large_messages_and_refused_upgrades() -> Result<()> 
     let (gateway, app_port, created, _owner) = public_app_session("gateway-many-sockets").await?;
     let host = port_host(&created.id, app_port);
 
-    let outcomes: Vec<Result<()>> = futures::stream::iter(0..SOCKETS)
+    // Open them all (32 handshakes at a time) and keep them; each echoes once on the way.
+    let outcomes: Vec<Result<support::Ws>> = futures::stream::iter(0..SOCKETS)
         .map(|n| {
             let gateway = &gateway;
             let host = host.clone();
             async move {
                 let mut ws = gateway.websocket("/ws", &host, None).await?;
-                let text = format!("socket {n}");
-                ws.send(Message::Text(text.clone().into())).await?;
-                match tokio::time::timeout(Duration::from_secs(10), ws.next()).await? {
-                    Some(Ok(Message::Text(echo))) if echo.as_str() == text => Ok(ws),
-                    other => anyhow::bail!("socket {n}: {other:?}"),
-                }
+                echo(&mut ws, &format!("socket {n}")).await?;
+                Ok(ws)
             }
         })
         .buffer_unordered(32)
-        .map(|outcome| outcome.map(|_ws| ()))
         .collect()
         .await;
     let failed: Vec<String> = outcomes
@@ -510,6 +515,22 @@ async fn websockets_at_once_large_messages_and_refused_upgrades() -> Result<()> 
         failed.len(),
         failed.first()
     );
+    // All open at once: every one still echoes.
+    let mut sockets: Vec<support::Ws> = outcomes.into_iter().filter_map(Result::ok).collect();
+    assert_eq!(sockets.len(), SOCKETS);
+    let again: Vec<Result<()>> = futures::future::join_all(
+        sockets
+            .iter_mut()
+            .enumerate()
+            .map(|(n, ws)| async move { echo(ws, &format!("again {n}")).await }),
+    )
+    .await;
+    let failed = again.iter().filter(|r| r.is_err()).count();
+    assert_eq!(
+        failed, 0,
+        "{failed} of {SOCKETS} open WebSockets stopped echoing"
+    );
+    drop(sockets);
 
     let mut ws = gateway.websocket("/ws", &host, None).await?;
     let large: String = (0..1024 * 1024)
