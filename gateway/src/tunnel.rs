@@ -458,6 +458,29 @@ mod tests {
         assert!(parse_head(&mut bad_length).is_err());
     }
 
+    #[tokio::test]
+    async fn informational_answers_before_the_switch_are_skipped() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = socket.read(&mut request).await;
+            socket
+                .write_all(
+                    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n\
+                      HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\nxy",
+                )
+                .await
+                .unwrap();
+        });
+        let mut upstream = connect(addr).await.unwrap();
+        let request = RequestHeader::build("GET", b"/ws", None).unwrap();
+        let answer = handshake(&mut upstream, &request).await.unwrap();
+        assert!(answer.switched());
+        assert_eq!(&answer.rest[..], b"xy");
+    }
+
     #[test]
     fn chunked_refusals_decode_whole_or_as_far_as_they_go() {
         let whole = b"4\r\nnot \r\n7\r\nallowed\r\n0\r\n\r\n";
