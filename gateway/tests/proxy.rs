@@ -657,8 +657,15 @@ async fn graceful_upgrade_hands_over_the_socket_without_refusing_anyone() -> Res
     .await?;
     let created = old.create(json!({})).await?;
 
-    // Requests keep flowing while the binary is replaced.
-    let client = old.client(&[]);
+    // Requests keep flowing while the binary is replaced, each on a new connection: the point is
+    // that the listening socket never refuses anyone. (A kept-alive connection that the old
+    // gateway closes as it drains can race with a request sent on it; HTTP clients retry those,
+    // RFC 9112 section 9.3.1, so this client does not keep any.)
+    let client = reqwest::Client::builder()
+        .resolve(DOMAIN, old.addr)
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(30))
+        .build()?;
     let url = old.url("/healthz");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let poller = tokio::spawn({
