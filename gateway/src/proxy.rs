@@ -81,6 +81,14 @@ fn cookie<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
         .find_map(|value| auth::cookie_value(value, name))
 }
 
+/// The client's IP address (none for a Unix-socket client).
+fn client_ip(session: &Session) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
 fn host(req: &RequestHeader) -> &str {
     header(req, "host")
         .or_else(|| req.uri.authority().map(|a| a.as_str()))
@@ -560,11 +568,7 @@ impl Gateway {
             Route::Internal => {
                 if req.uri.path().starts_with("/api/") || req.uri.path() == "/api" {
                     ctx.body_limit = API_BODY_LIMIT;
-                    let client = session
-                        .client_addr()
-                        .and_then(|a| a.as_inet())
-                        .map(|a| a.ip());
-                    if let Some(client) = client
+                    if let Some(client) = client_ip(session)
                         && !self.limiter.allow(client)
                     {
                         return self
@@ -672,11 +676,7 @@ impl Gateway {
     /// Relays a routed WebSocket upgrade (see [`crate::tunnel`]) until either side ends.
     async fn tunnel(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         let mut request = session.req_header().clone();
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        self.rewrite_upstream_request(client, &mut request, ctx)?;
+        self.rewrite_upstream_request(client_ip(session), &mut request, ctx)?;
         let mut upstream = loop {
             let Some(addr) = ctx.upstream else {
                 return self
@@ -863,11 +863,7 @@ impl ProxyHttp for Gateway {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        self.rewrite_upstream_request(client, upstream, ctx)
+        self.rewrite_upstream_request(client_ip(session), upstream, ctx)
     }
 
     async fn request_body_filter(
