@@ -6,7 +6,7 @@ mod support;
 
 use anyhow::{Context as _, Result, bail, ensure};
 use base64::Engine as _;
-use futures::{SinkExt as _, StreamExt as _};
+use futures::SinkExt as _;
 use huddle_agent::app::{AppState, RestoreFrom, Settings};
 use huddle_agent::ot::{AppliedOp, Client, ClientId, TextOperation};
 use huddle_protocol::Role;
@@ -15,12 +15,12 @@ use huddle_protocol::messages::{
 };
 use huddle_protocol::token::{Claims, TokenKey};
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+use support::KEY;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const KEY: [u8; 32] = [42; 32];
 const SESSION: &str = "s1";
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -68,21 +68,7 @@ async fn start_agent_keyed(
 }
 
 fn token(name: &str, role: Role) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    TokenKey::new(KEY)
-        .map(|key| {
-            key.sign(&Claims {
-                sid: SESSION.into(),
-                name: name.into(),
-                role,
-                exp: now + 3600,
-                uid: format!("uid-{name}"),
-            })
-        })
-        .unwrap_or_default()
+    support::signed_token(SESSION, name, &format!("uid-{name}"), role)
 }
 
 /// One participant's WebSocket.
@@ -128,17 +114,7 @@ impl Peer {
     }
 
     async fn recv(&mut self) -> Result<ServerMessage> {
-        loop {
-            let frame = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .context("no message within the deadline")?
-                .context("connection closed")??;
-            match frame {
-                Message::Text(text) => return Ok(serde_json::from_str(text.as_str())?),
-                Message::Close(frame) => bail!("closed: {frame:?}"),
-                _ => continue,
-            }
-        }
+        support::next_server_message(&mut self.ws, WAIT).await
     }
 
     /// Reads messages until `pick` returns something, skipping the rest.

@@ -7,13 +7,16 @@
 pub mod media;
 pub mod voice_client;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result, bail};
+use futures::StreamExt as _;
 use huddle_agent::app::{AppState, Settings};
 use huddle_agent::voice::VoiceConfig;
 use huddle_protocol::Role;
+use huddle_protocol::messages::ServerMessage;
 use huddle_protocol::token::{Claims, TokenKey};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio_tungstenite::tungstenite::Message;
 
 pub const KEY: [u8; 32] = [42; 32];
 pub const SESSION: &str = "voice";
@@ -90,8 +93,32 @@ pub fn index_of(user_id: &str) -> Option<u8> {
     user_id.strip_prefix("uid-p")?.parse().ok()
 }
 
+/// The next protocol message on an agent WebSocket (or its read half), skipping control
+/// frames; a close, or nothing within `wait`, is an error.
+pub async fn next_server_message<S>(stream: &mut S, wait: Duration) -> Result<ServerMessage>
+where
+    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        let frame = tokio::time::timeout(wait, stream.next())
+            .await
+            .context("no message from the agent")?
+            .context("the agent closed the connection")??;
+        match frame {
+            Message::Text(text) => return Ok(serde_json::from_str(text.as_str())?),
+            Message::Close(frame) => bail!("closed: {frame:?}"),
+            _ => continue,
+        }
+    }
+}
+
 /// A token for participant `index`.
 pub fn token(index: u8, role: Role) -> String {
+    signed_token(SESSION, &name(index), &user_id(index), role)
+}
+
+/// A token for `session` naming `name` with user id `uid`, valid for an hour.
+pub fn signed_token(session: &str, name: &str, uid: &str, role: Role) -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -99,11 +126,11 @@ pub fn token(index: u8, role: Role) -> String {
     TokenKey::new(KEY)
         .map(|key| {
             key.sign(&Claims {
-                sid: SESSION.into(),
-                name: name(index),
+                sid: session.into(),
+                name: name.into(),
                 role,
                 exp: now + 3600,
-                uid: user_id(index),
+                uid: uid.into(),
             })
         })
         .unwrap_or_default()

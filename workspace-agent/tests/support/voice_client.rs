@@ -242,17 +242,7 @@ type Sink = futures::stream::SplitSink<
 >;
 
 async fn next_message(stream: &mut Stream) -> Result<ServerMessage> {
-    loop {
-        let frame = tokio::time::timeout(WAIT, stream.next())
-            .await
-            .context("no message from the agent")?
-            .context("the agent closed the connection")??;
-        match frame {
-            Message::Text(text) => return Ok(serde_json::from_str(text.as_str())?),
-            Message::Close(frame) => bail!("closed: {frame:?}"),
-            _ => continue,
-        }
-    }
+    super::next_server_message(stream, WAIT).await
 }
 
 /// The client's task: the WebSocket, the peer connection, and the signalling between them.
