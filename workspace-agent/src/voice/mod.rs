@@ -72,7 +72,7 @@ mod room;
 
 pub use config::{IceServer, VoiceConfig, VoiceConfigError};
 pub use error::VoiceError;
-pub use peer::{OPUS_PAYLOAD_TYPE, audio_peer_connection, opus};
+pub use peer::{OPUS_PAYLOAD_TYPE, audio_peer_connection, audio_track, opus};
 
 use huddle_protocol::messages::{ClientMessage, ErrorCode, ServerMessage, VoiceState};
 use std::sync::Arc;

@@ -181,10 +181,25 @@ pub async fn audio_peer_connection(
 /// A local track carrying `publisher`'s voice on a subscriber's connection: its stream id is the
 /// publisher's user id (the browser maps tracks to people by it), sent with `ssrc`.
 pub fn forwarded_track(publisher: &str, peer: u64, ssrc: u32) -> Arc<TrackLocalStaticRTP> {
-    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+    audio_track(
         publisher.to_owned(),
         format!("{publisher}-voice-{peer}"),
         format!("voice of {publisher}"),
+        ssrc,
+    )
+}
+
+/// A local Opus track in media stream `stream_id`, sent with `ssrc`.
+pub fn audio_track(
+    stream_id: String,
+    track_id: String,
+    label: String,
+    ssrc: u32,
+) -> Arc<TrackLocalStaticRTP> {
+    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+        stream_id,
+        track_id,
+        label,
         RtpCodecKind::Audio,
         vec![RTCRtpEncodingParameters {
             rtp_coding_parameters: RTCRtpCodingParameters {

@@ -5,16 +5,12 @@
 use anyhow::Result;
 use bytes::{BufMut as _, Bytes, BytesMut};
 use rtc::rtp;
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
-};
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
-use webrtc::media_stream::MediaStreamTrack;
 use webrtc::media_stream::track_local::TrackLocal as _;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
@@ -55,8 +51,6 @@ pub fn parse(payload: &[u8]) -> Option<(u8, u32, u64)> {
     Some((payload[0], seq, sent))
 }
 
-pub use huddle_agent::voice::opus;
-
 /// A peer connection as a browser would make it for voice (Opus, RTCP reports), on 127.0.0.1:
 /// the agent's own voice connection setup.
 pub async fn peer_connection(
@@ -68,20 +62,12 @@ pub async fn peer_connection(
 
 /// A microphone track: add it to a connection, then [`Mic::start`] it.
 pub fn mic_track(publisher: u8, ssrc: u32) -> Arc<TrackLocalStaticRTP> {
-    Arc::new(TrackLocalStaticRTP::new(MediaStreamTrack::new(
+    huddle_agent::voice::audio_track(
         format!("mic-{publisher}-{ssrc}"),
         format!("mic-track-{publisher}-{ssrc}"),
         "microphone".to_owned(),
-        RtpCodecKind::Audio,
-        vec![RTCRtpEncodingParameters {
-            rtp_coding_parameters: RTCRtpCodingParameters {
-                ssrc: Some(ssrc),
-                ..Default::default()
-            },
-            codec: opus(),
-            ..Default::default()
-        }],
-    )))
+        ssrc,
+    )
 }
 
 /// Where a microphone's packets go: a track and the payload type its connection negotiated
