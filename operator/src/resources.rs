@@ -406,17 +406,8 @@ mod tests {
             .env
             .clone()
             .unwrap();
-        let key = env.iter().find(|e| e.name == "HUDDLE_TOKEN_KEY").unwrap();
-        assert_eq!(key.value, None, "never a literal in the pod spec");
-        let selector = key
-            .value_from
-            .as_ref()
-            .unwrap()
-            .secret_key_ref
-            .as_ref()
-            .unwrap();
         assert_eq!(
-            (selector.name.as_str(), selector.key.as_str()),
+            secret_ref(&env, "HUDDLE_TOKEN_KEY"),
             ("s1-workspace", TOKEN_KEY_SECRET_KEY)
         );
 
@@ -608,6 +599,23 @@ mod tests {
         assert!(volume_claim(&session(SessionSpec::default())).is_none());
     }
 
+    /// The Secret and key that env var `name` is read from; it is never a literal in the spec.
+    fn secret_ref<'a>(env: &'a [EnvVar], name: &str) -> (&'a str, &'a str) {
+        let var = env.iter().find(|e| e.name == name).unwrap();
+        assert_eq!(
+            var.value, None,
+            "{name} must never be a literal in the pod spec"
+        );
+        let selector = var
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        (selector.name.as_str(), selector.key.as_str())
+    }
+
     #[test]
     fn ice_servers_reach_the_pod_through_its_secret_only() {
         let session = session(SessionSpec::default());
@@ -621,20 +629,8 @@ mod tests {
             .env
             .clone()
             .unwrap();
-        let ice = env.iter().find(|e| e.name == "HUDDLE_ICE_SERVERS").unwrap();
         assert_eq!(
-            ice.value, None,
-            "credentials never as a literal in the pod spec"
-        );
-        let selector = ice
-            .value_from
-            .as_ref()
-            .unwrap()
-            .secret_key_ref
-            .as_ref()
-            .unwrap();
-        assert_eq!(
-            (selector.name.as_str(), selector.key.as_str()),
+            secret_ref(&env, "HUDDLE_ICE_SERVERS"),
             ("s1-workspace", ICE_SERVERS_SECRET_KEY)
         );
         let secret = token_secret(&session, &master, config.ice_servers.as_deref());
