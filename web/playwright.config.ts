@@ -1,4 +1,5 @@
 import { defineConfig } from "@playwright/test";
+import { CHROMIUM_PATH, OFFLINE_ARGS } from "./tests/chromium.mjs";
 
 // Real gateway and agents (started by tests/gateway.ts), Debian's Chromium, headless.
 const artifacts = process.env.HUDDLE_ARTIFACTS ?? "../artifacts";
@@ -20,16 +21,10 @@ export default defineConfig({
     viewport: { width: 1400, height: 860 },
     trace: "retain-on-failure",
     launchOptions: {
-      executablePath: process.env.HUDDLE_CHROMIUM ?? "/usr/bin/chromium",
+      executablePath: CHROMIUM_PATH,
       // The machine has no internet: keep Chromium from trying to reach Google's services.
       args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
+        ...OFFLINE_ARGS,
         // Voice: a fake microphone playing a tone, and no permission prompt.
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",

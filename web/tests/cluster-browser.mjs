@@ -12,6 +12,7 @@
 // Exits 0 when the typed text was acknowledged by the agent, non-zero with a reason otherwise.
 
 import { chromium } from "playwright-core";
+import { CHROMIUM_PATH, OFFLINE_ARGS } from "./chromium.mjs";
 
 const env = (name) => {
   const value = process.env[name];
@@ -22,16 +23,10 @@ const env = (name) => {
 const [domain, ip] = env("HUDDLE_MAP").split("=");
 const file = env("HUDDLE_FILE");
 const browser = await chromium.launch({
-  executablePath: process.env.HUDDLE_CHROMIUM ?? "/usr/bin/chromium",
+  executablePath: CHROMIUM_PATH,
   headless: true,
   args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    ...OFFLINE_ARGS,
     `--host-resolver-rules=MAP ${domain} ${ip}, MAP *.${domain} ${ip}`,
   ],
 });
