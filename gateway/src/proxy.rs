@@ -706,8 +706,7 @@ impl Gateway {
         if !answer.switched() {
             // Refused: relay the answer as a plain response with a known length.
             let body = tunnel::refusal_body(&mut upstream, &mut answer).await;
-            let mut response =
-                std::mem::replace(&mut answer.response, ResponseHeader::build(502, None)?);
+            let mut response = answer.response;
             for framing in [
                 "transfer-encoding",
                 "content-length",
@@ -728,8 +727,7 @@ impl Gateway {
             }
             return Ok(());
         }
-        let mut response =
-            std::mem::replace(&mut answer.response, ResponseHeader::build(101, None)?);
+        let mut response = answer.response;
         // A 101 has no body: a length here would only keep pingora from sending it at once.
         for framing in ["transfer-encoding", "content-length"] {
             response.remove_header(framing);
