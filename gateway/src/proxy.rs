@@ -81,6 +81,15 @@ fn cookie<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
         .find_map(|value| auth::cookie_value(value, name))
 }
 
+/// Whether the request says a body follows it.
+pub(crate) fn declares_body(req: &RequestHeader) -> bool {
+    req.headers.contains_key("transfer-encoding")
+        || req
+            .headers
+            .get("content-length")
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
 /// The client's IP address (none for a Unix-socket client).
 fn client_ip(session: &Session) -> Option<IpAddr> {
     session
@@ -150,16 +159,7 @@ impl Gateway {
         self.security_headers(&mut response, true)?;
         // A request body the gateway did not read would be taken for the next request: close
         // the connection then. Bodiless requests keep it.
-        let has_body = session
-            .req_header()
-            .headers
-            .get("content-length")
-            .is_some_and(|v| v.as_bytes() != b"0")
-            || session
-                .req_header()
-                .headers
-                .contains_key("transfer-encoding");
-        if has_body {
+        if declares_body(session.req_header()) {
             session.set_keepalive(None);
         }
         session

@@ -54,8 +54,12 @@ pub enum HandshakeError {
 /// Whether pingora's downstream request is a WebSocket upgrade this module relays: an HTTP/1
 /// `GET` with `Upgrade: websocket` and no body. Other upgrades stay with pingora.
 pub fn is_websocket(session: &Session) -> bool {
+    // Most requests are not upgrades: decide that first.
+    if !session.is_upgrade_req() {
+        return false;
+    }
     let req = session.req_header();
-    let upgrade = req
+    let websocket = req
         .headers
         .get("upgrade")
         .and_then(|v| v.to_str().ok())
@@ -63,16 +67,10 @@ pub fn is_websocket(session: &Session) -> bool {
             v.split(',')
                 .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
         });
-    let has_body = req.headers.contains_key("transfer-encoding")
-        || req
-            .headers
-            .get("content-length")
-            .is_some_and(|v| v.as_bytes() != b"0");
-    upgrade
-        && !has_body
+    websocket
         && req.method == pingora::http::Method::GET
+        && !crate::proxy::declares_body(req)
         && !session.as_downstream().is_http2()
-        && session.is_upgrade_req()
 }
 
 /// Opens the connection to the upstream (TCP_NODELAY, like pingora's own connections).
